@@ -1,0 +1,231 @@
+//! The catalog's record of one file, as persisted and as served.
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::RelPath;
+
+/// What kind of filesystem object an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    Regular,
+    Symlink,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+}
+
+impl FileKind {
+    /// Classifies `lstat` file-type bits; `None` for directories.
+    pub fn from_file_type(ft: std::fs::FileType) -> Option<FileKind> {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_file() {
+            Some(FileKind::Regular)
+        } else if ft.is_symlink() {
+            Some(FileKind::Symlink)
+        } else if ft.is_fifo() {
+            Some(FileKind::Fifo)
+        } else if ft.is_socket() {
+            Some(FileKind::Socket)
+        } else if ft.is_block_device() {
+            Some(FileKind::BlockDevice)
+        } else if ft.is_char_device() {
+            Some(FileKind::CharDevice)
+        } else {
+            None
+        }
+    }
+}
+
+/// The stat fields that decide whether a file must be hashed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub mode: u32,
+}
+
+impl Fingerprint {
+    /// Reads the fingerprint out of stat metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+        }
+    }
+}
+
+/// What a file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Purpose {
+    Source,
+    Test,
+    Docs,
+    Config,
+    Build,
+    Generated,
+    Vendored,
+    Data,
+    Asset,
+    Other,
+}
+
+impl Purpose {
+    /// Every purpose, in a stable order.
+    pub const ALL: [Purpose; 10] = [
+        Purpose::Source,
+        Purpose::Test,
+        Purpose::Docs,
+        Purpose::Config,
+        Purpose::Build,
+        Purpose::Generated,
+        Purpose::Vendored,
+        Purpose::Data,
+        Purpose::Asset,
+        Purpose::Other,
+    ];
+
+    /// The lowercase name used on the wire and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Source => "source",
+            Purpose::Test => "test",
+            Purpose::Docs => "docs",
+            Purpose::Config => "config",
+            Purpose::Build => "build",
+            Purpose::Generated => "generated",
+            Purpose::Vendored => "vendored",
+            Purpose::Data => "data",
+            Purpose::Asset => "asset",
+            Purpose::Other => "other",
+        }
+    }
+
+    /// Parses a lowercase purpose name.
+    pub fn parse(s: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// One catalogued file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: RelPath,
+    pub kind: FileKind,
+    pub fingerprint: Fingerprint,
+    pub file_type: String,
+    pub purpose: Purpose,
+    pub description: String,
+    pub component: String,
+    pub sha256: Option<[u8; 32]>,
+    pub symlink_target: Option<Vec<u8>>,
+    pub error: Option<String>,
+    /// Root clock of the last change to this record.
+    pub clock: u64,
+    pub dependencies: Vec<String>,
+    pub externals: Vec<String>,
+}
+
+impl FileRecord {
+    /// SHA-256 as 64 lowercase hex characters (empty when not hashed).
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.map(|h| hex(&h)).unwrap_or_default()
+    }
+
+    /// The original system's checksum: the first 16 hex characters of the SHA-256.
+    pub fn checksum(&self) -> String {
+        self.sha256.map(|h| hex(&h[..8])).unwrap_or_default()
+    }
+
+    /// Whether two records describe the same observable state (the clock aside).
+    pub fn same_state(&self, other: &FileRecord) -> bool {
+        self.path == other.path
+            && self.kind == other.kind
+            && self.fingerprint.size == other.fingerprint.size
+            && self.fingerprint.mtime_ns == other.fingerprint.mtime_ns
+            && self.fingerprint.mode == other.fingerprint.mode
+            && self.sha256 == other.sha256
+            && self.symlink_target == other.symlink_target
+            && self.error == other.error
+            && self.file_type == other.file_type
+            && self.purpose == other.purpose
+            && self.description == other.description
+            && self.component == other.component
+            && self.dependencies == other.dependencies
+            && self.externals == other.externals
+    }
+}
+
+/// Lowercase hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// RFC 3339 UTC timestamp of nanoseconds since the Unix epoch.
+pub fn rfc3339_ns(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        nanos
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_ns(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            rfc3339_ns(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(rfc3339_ns(-1_000_000_000), "1969-12-31T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn hex_and_checksum() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+        for p in Purpose::ALL {
+            assert_eq!(Purpose::parse(p.as_str()), Some(p));
+        }
+    }
+}

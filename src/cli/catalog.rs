@@ -1,0 +1,367 @@
+//! Client verbs of the catalog and root administration.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::output::{file_json, human_bytes, report_json, root_json, table, Output};
+use workflowdb::proto;
+use workflowdb::proto::admin_client::AdminClient;
+use workflowdb::proto::catalog_client::CatalogClient;
+
+/// Filters of `wfdb files`.
+#[derive(clap::Args, Debug)]
+pub struct FilesArgs {
+    #[arg(long)]
+    root: Option<String>,
+    /// Only paths matching this glob (`*.rs`, `src/**/*.py`).
+    #[arg(long)]
+    glob: Option<String>,
+    /// Only this file type (python, rust, markdown, ...).
+    #[arg(long = "type")]
+    file_type: Option<String>,
+    /// Only this purpose (source, test, docs, config, build, generated, vendored, data, asset, other).
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Only paths under this folder.
+    #[arg(long)]
+    prefix: Option<String>,
+    #[arg(long)]
+    min_size: Option<u64>,
+    #[arg(long)]
+    max_size: Option<u64>,
+    /// Only files changed after this clock.
+    #[arg(long)]
+    since: Option<u64>,
+    /// At most this many files (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: u64,
+}
+
+pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> anyhow::Result<()> {
+    let resp = CatalogClient::new(channel)
+        .stats(proto::StatsRequest {
+            root: root.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if out.json {
+        let roots: Vec<_> = resp
+            .roots
+            .iter()
+            .map(|r| {
+                let counts = |v: &[proto::CountEntry]| {
+                    v.iter()
+                        .map(|c| (c.key.clone(), json!(c.count)))
+                        .collect::<serde_json::Map<_, _>>()
+                };
+                json!({
+                    "root": r.root,
+                    "root_id": r.root_id,
+                    "files": r.files,
+                    "bytes": r.bytes,
+                    "unreadable": r.unreadable,
+                    "by_type": counts(&r.by_type),
+                    "by_purpose": counts(&r.by_purpose),
+                    "last_scan": r.last_scan.as_ref().map(report_json),
+                    "clock": r.clock,
+                })
+            })
+            .collect();
+        out.json_line(&json!({
+            "version": resp.version,
+            "instance_id": resp.instance_id,
+            "database": resp.database,
+            "uptime_ms": resp.uptime_ms,
+            "roots": roots,
+        }));
+        return Ok(());
+    }
+    out.text(&format!(
+        "wfdb {} · database {} · instance {} · up {}s",
+        resp.version,
+        resp.database,
+        resp.instance_id,
+        resp.uptime_ms / 1000
+    ));
+    for r in &resp.roots {
+        out.text(&format!(
+            "\n{}  (id {}, clock {})\n  {} files, {}{}",
+            r.root,
+            r.root_id,
+            r.clock,
+            r.files,
+            human_bytes(r.bytes),
+            if r.unreadable > 0 {
+                format!(", {} unreadable", r.unreadable)
+            } else {
+                String::new()
+            }
+        ));
+        if let Some(s) = &r.last_scan {
+            out.text(&format!(
+                "  last scan ({}) at {}: {} ms, {} hashed, {} unchanged, +{} ~{} -{}",
+                s.reason,
+                s.started_at,
+                s.duration_ms,
+                s.files_hashed,
+                s.files_skipped,
+                s.files_added,
+                s.files_modified,
+                s.files_removed
+            ));
+        }
+        let top = |v: &[proto::CountEntry]| {
+            v.iter()
+                .take(8)
+                .map(|c| format!("{} {}", c.key, c.count))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.text(&format!("  types: {}", top(&r.by_type)));
+        out.text(&format!("  purposes: {}", top(&r.by_purpose)));
+    }
+    Ok(())
+}
+
+pub async fn files(channel: Channel, args: FilesArgs, out: &Output) -> anyhow::Result<()> {
+    let mut stream = CatalogClient::new(channel)
+        .list_files(proto::ListFilesRequest {
+            root: args.root.unwrap_or_default(),
+            path_prefix: args.prefix.unwrap_or_default(),
+            glob: args.glob.unwrap_or_default(),
+            file_type: args.file_type.unwrap_or_default(),
+            purpose: args.purpose.unwrap_or_default(),
+            min_size: args.min_size,
+            max_size: args.max_size,
+            since_clock: args.since,
+            limit: args.limit,
+        })
+        .await?
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        for f in &chunk.files {
+            if out.json {
+                out.json_line(&file_json(f));
+            } else {
+                rows.push(vec![
+                    f.path.clone(),
+                    f.file_type.clone(),
+                    f.purpose.clone(),
+                    human_bytes(f.size_bytes),
+                    if f.error.is_empty() {
+                        f.checksum.clone()
+                    } else {
+                        format!("error: {}", f.error)
+                    },
+                ]);
+            }
+        }
+    }
+    if !out.json {
+        out.text(&table(
+            &["PATH", "TYPE", "PURPOSE", "SIZE", "CHECKSUM"],
+            &rows,
+        ));
+    }
+    Ok(())
+}
+
+pub async fn file(
+    channel: Channel,
+    path: String,
+    root: Option<String>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let resp = CatalogClient::new(channel)
+        .get_file(proto::GetFileRequest {
+            root: root.unwrap_or_default(),
+            path,
+            path_bytes: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    let Some(f) = resp.file else {
+        anyhow::bail!("the daemon answered without a file record");
+    };
+    let v = file_json(&f);
+    if out.json {
+        out.json_line(&v);
+    } else if let Some(map) = v.as_object() {
+        let rows: Vec<Vec<String>> = map
+            .iter()
+            .map(|(k, v)| {
+                let shown = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                vec![k.clone(), shown]
+            })
+            .collect();
+        out.text(&table(&["FIELD", "VALUE"], &rows));
+    }
+    Ok(())
+}
+
+pub async fn duplicates(
+    channel: Channel,
+    root: Option<String>,
+    min_size: u64,
+    limit: u64,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let resp = CatalogClient::new(channel)
+        .find_duplicates(proto::FindDuplicatesRequest {
+            root: root.unwrap_or_default(),
+            min_size,
+            limit,
+        })
+        .await?
+        .into_inner();
+    for g in &resp.groups {
+        if out.json {
+            out.json_line(
+                &json!({"sha256": g.sha256, "size_bytes": g.size_bytes, "paths": g.paths}),
+            );
+        } else {
+            out.text(&format!(
+                "{} × {} ({})",
+                g.paths.len(),
+                human_bytes(g.size_bytes),
+                &g.sha256[..16.min(g.sha256.len())]
+            ));
+            for p in &g.paths {
+                out.text(&format!("  {p}"));
+            }
+        }
+    }
+    if !out.json && resp.groups.is_empty() {
+        out.text("no duplicates");
+    }
+    Ok(())
+}
+
+pub async fn scan(channel: Channel, root: Option<String>, out: &Output) -> anyhow::Result<()> {
+    let mut stream = CatalogClient::new(channel)
+        .rescan(proto::RescanRequest {
+            root: root.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let bar = if !out.json && std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let mut report = None;
+    while let Some(p) = stream.message().await? {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "{} files seen, {} hashed ({})",
+                p.files_seen,
+                p.files_hashed,
+                human_bytes(p.bytes_hashed)
+            ));
+        }
+        if p.done {
+            report = p.report;
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let Some(r) = report else {
+        anyhow::bail!("the rescan ended without a report");
+    };
+    if out.json {
+        out.json_line(&report_json(&r));
+    } else {
+        out.text(&format!(
+            "scanned {} files in {} ms: {} hashed, {} unchanged, {} added, {} modified, {} removed, {} errors",
+            r.files_seen, r.duration_ms, r.files_hashed, r.files_skipped, r.files_added, r.files_modified, r.files_removed, r.errors
+        ));
+    }
+    Ok(())
+}
+
+pub async fn watch(channel: Channel, path: PathBuf, out: &Output) -> anyhow::Result<()> {
+    let abs = std::path::absolute(&path)?;
+    let resp = AdminClient::new(channel)
+        .watch(proto::WatchRequest {
+            path: abs.to_string_lossy().into_owned(),
+        })
+        .await?
+        .into_inner();
+    let root = resp.root.unwrap_or_default();
+    if out.json {
+        let mut v = root_json(&root);
+        v["already_watched"] = json!(resp.already_watched);
+        if let Some(r) = &resp.report {
+            v["report"] = report_json(r);
+        }
+        out.json_line(&v);
+    } else if resp.already_watched {
+        out.text(&format!(
+            "{} is already watched (id {})",
+            root.root, root.root_id
+        ));
+    } else {
+        out.text(&format!(
+            "watching {} (id {}): {} files",
+            root.root, root.root_id, root.files
+        ));
+    }
+    Ok(())
+}
+
+pub async fn unwatch(
+    channel: Channel,
+    root: String,
+    keep_records: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let resp = AdminClient::new(channel)
+        .unwatch(proto::UnwatchRequest { root, keep_records })
+        .await?
+        .into_inner();
+    let root = resp.root.unwrap_or_default();
+    if out.json {
+        out.json_line(&root_json(&root));
+    } else {
+        out.text(&format!("no longer watching {}", root.root));
+    }
+    Ok(())
+}
+
+pub async fn roots(channel: Channel, out: &Output) -> anyhow::Result<()> {
+    let resp = AdminClient::new(channel)
+        .list_roots(proto::ListRootsRequest {})
+        .await?
+        .into_inner();
+    if out.json {
+        for r in &resp.roots {
+            out.json_line(&root_json(r));
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = resp
+        .roots
+        .iter()
+        .map(|r| {
+            vec![
+                r.root_id.clone(),
+                r.state.clone(),
+                r.files.to_string(),
+                r.clock.to_string(),
+                r.root.clone(),
+            ]
+        })
+        .collect();
+    out.text(&table(&["ID", "STATE", "FILES", "CLOCK", "ROOT"], &rows));
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The command line: argument parsing, the `serve` verb, and client verbs over gRPC.
+
+mod catalog;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use workflowdb::client::{connect_unix, ConnectError};
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// The command failed (the message says why).
+    pub const FAILURE: u8 = 1;
+    /// The daemon is not running or not reachable.
+    pub const UNREACHABLE: u8 = 3;
+    /// The thing asked for does not exist.
+    pub const NOT_FOUND: u8 = 4;
+    /// The request was refused as invalid.
+    pub const INVALID: u8 = 5;
+}
+
+/// workflowdb: an always-current catalog of your repositories, served over gRPC.
+#[derive(Parser, Debug)]
+#[command(name = "wfdb", version, about, long_about = None)]
+pub struct Cli {
+    /// The daemon's Unix socket [default: $RUNTIME_DIRECTORY/wfdb.sock, else $XDG_RUNTIME_DIR/wfdb/wfdb.sock]
+    #[arg(long, global = true, env = "WFDB_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Print JSON (one object per line for lists) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: catalog PATHs (default: the current folder) and serve gRPC.
+    Serve(ServeArgs),
+    /// Show per-root counts, the last scan's figures and the clock.
+    Status {
+        /// Root path or id (default: every root).
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// List catalogued files.
+    Files(catalog::FilesArgs),
+    /// Show one file's record.
+    File {
+        /// Root-relative path.
+        path: String,
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// List groups of files with identical content.
+    Duplicates {
+        #[arg(long)]
+        root: Option<String>,
+        /// Ignore files smaller than this many bytes.
+        #[arg(long, default_value_t = 1)]
+        min_size: u64,
+        /// At most this many groups (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+    },
+    /// Ask the daemon to reconcile a root with the disk now.
+    Scan {
+        /// Root path or id (default: the only root).
+        root: Option<String>,
+    },
+    /// Start watching a folder (persists across restarts).
+    Watch { path: PathBuf },
+    /// Stop watching a root.
+    Unwatch {
+        /// Root path or id.
+        root: String,
+        /// Keep the root's records in the database.
+        #[arg(long)]
+        keep_records: bool,
+    },
+    /// List watched roots.
+    Roots,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Folders to watch, added to those watched before (default: the current folder).
+    paths: Vec<PathBuf>,
+    /// Database folder [default: $STATE_DIRECTORY/db, else $XDG_STATE_HOME/wfdb/db, else ~/.local/state/wfdb/db]
+    #[arg(long, env = "WFDB_DB")]
+    db: Option<PathBuf>,
+    /// Also serve on TCP at HOST:PORT (requires --token-file).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// File whose first line is the bearer token TCP clients must send (mode 0600).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Extra gitignore-style glob to leave out of the catalog (repeatable).
+    #[arg(long = "ignore", value_name = "GLOB")]
+    ignore: Vec<String>,
+    /// Bound of the database page cache, in MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mb: u64,
+}
+
+/// Runs one command and maps its outcome to an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(workflowdb::config::default_socket_path);
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args, socket).await,
+        other => client_command(other, &socket, cli.json).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("wfdb: {} ({:?})", status.message(), status.code()),
+                None => eprintln!("wfdb: {e:#}"),
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<ConnectError>().is_some() {
+        return exit::UNREACHABLE;
+    }
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        return match status.code() {
+            tonic::Code::NotFound => exit::NOT_FOUND,
+            tonic::Code::InvalidArgument => exit::INVALID,
+            tonic::Code::Unavailable => exit::UNREACHABLE,
+            _ => exit::FAILURE,
+        };
+    }
+    exit::FAILURE
+}
+
+async fn serve(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
+    init_logging();
+    let roots = if args.paths.is_empty() {
+        vec![std::env::current_dir()?]
+    } else {
+        args.paths
+    };
+    let opts = workflowdb::daemon::ServeOptions {
+        roots,
+        db: args.db.unwrap_or_else(workflowdb::config::default_db_dir),
+        socket,
+        listen: args.listen,
+        token_file: args.token_file,
+        ignore_globs: args.ignore,
+        cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
+    };
+    workflowdb::daemon::serve(opts).await?;
+    Ok(())
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let channel = connect_unix(socket).await?;
+    let out = output::Output::new(json);
+    match cmd {
+        Command::Serve(_) => unreachable!("serve is handled before connecting"),
+        Command::Status { root } => catalog::status(channel, root, &out).await,
+        Command::Files(args) => catalog::files(channel, args, &out).await,
+        Command::File { path, root } => catalog::file(channel, path, root, &out).await,
+        Command::Duplicates {
+            root,
+            min_size,
+            limit,
+        } => catalog::duplicates(channel, root, min_size, limit, &out).await,
+        Command::Scan { root } => catalog::scan(channel, root, &out).await,
+        Command::Watch { path } => catalog::watch(channel, path, &out).await,
+        Command::Unwatch { root, keep_records } => {
+            catalog::unwatch(channel, root, keep_records, &out).await
+        }
+        Command::Roots => catalog::roots(channel, &out).await,
+    }
+}

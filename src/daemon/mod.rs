@@ -1,0 +1,342 @@
+//! The daemon: opens the store, reconciles every root, serves gRPC on the Unix socket (and TCP
+//! when asked), talks to systemd, and shuts down cleanly on SIGTERM/SIGINT.
+
+pub mod listen;
+pub mod root;
+pub mod systemd;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{ScanError, WalkOptions};
+use crate::store::{RootEntry, Store, StoreError};
+pub use root::Root;
+
+/// How long shutdown waits for open streams before closing anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why the daemon failed or refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("cannot listen on {0}: {1}")]
+    Socket(PathBuf, String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, String),
+    #[error("token file {0}: {1}")]
+    Token(PathBuf, String),
+    #[error("--listen needs --token-file: TCP clients must present a bearer token")]
+    TokenRequired,
+    #[error("cannot watch {0}: {1}")]
+    BadRoot(PathBuf, String),
+    #[error("no watched root matches {0:?}; `wfdb roots` lists them")]
+    UnknownRoot(String),
+    #[error("{0} roots are watched; name one with --root (`wfdb roots` lists them)")]
+    AmbiguousRoot(usize),
+    #[error("no root is watched; add one with `wfdb watch PATH`")]
+    NoRoots,
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What `wfdb serve` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Roots named on the command line (added to the persisted ones).
+    pub roots: Vec<PathBuf>,
+    pub db: PathBuf,
+    pub socket: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub token_file: Option<PathBuf>,
+    pub ignore_globs: Vec<String>,
+    pub cache_bytes: u64,
+}
+
+/// State shared by every request handler.
+pub struct DaemonState {
+    pub store: Store,
+    roots: RwLock<BTreeMap<String, Arc<Root>>>,
+    pub walk: WalkOptions,
+    pub started: Instant,
+    /// Cancelled when shutdown begins.
+    pub shutdown: CancellationToken,
+    /// Set when shutdown begins, read by scans on worker threads.
+    pub cancel_scans: Arc<AtomicBool>,
+    /// Serialises changes to the set of roots.
+    roots_change: tokio::sync::Mutex<()>,
+}
+
+/// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
+pub fn root_id(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    crate::catalog::record::hex(&Sha256::digest(path.as_os_str().as_bytes())[..8])
+}
+
+impl DaemonState {
+    /// Wraps an open store.
+    pub fn new(store: Store, walk: WalkOptions) -> DaemonState {
+        DaemonState {
+            store,
+            roots: RwLock::new(BTreeMap::new()),
+            walk,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            cancel_scans: Arc::new(AtomicBool::new(false)),
+            roots_change: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every watched root, in id order.
+    pub fn roots(&self) -> Vec<Arc<Root>> {
+        self.roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Finds a root by id or path; an empty selector means the only root.
+    pub fn root(&self, selector: &str) -> Result<Arc<Root>, DaemonError> {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        if selector.is_empty() {
+            return match roots.len() {
+                0 => Err(DaemonError::NoRoots),
+                1 => Ok(roots.values().next().cloned().ok_or(DaemonError::NoRoots)?),
+                n => Err(DaemonError::AmbiguousRoot(n)),
+            };
+        }
+        if let Some(r) = roots.get(selector) {
+            return Ok(Arc::clone(r));
+        }
+        let wanted = Path::new(selector);
+        let canonical = std::fs::canonicalize(wanted).ok();
+        roots
+            .values()
+            .find(|r| r.path == wanted || canonical.as_deref() == Some(r.path.as_path()))
+            .cloned()
+            .ok_or_else(|| DaemonError::UnknownRoot(selector.to_string()))
+    }
+
+    /// Starts watching a folder: reconciles it and persists it in the roots list. Returns the
+    /// root and whether it was already watched.
+    pub async fn add_root(
+        &self,
+        path: &Path,
+        persist: bool,
+    ) -> Result<(Arc<Root>, Option<crate::catalog::ScanReport>), DaemonError> {
+        let _change = self.roots_change.lock().await;
+        let canonical = std::fs::canonicalize(path)
+            .map_err(|e| DaemonError::BadRoot(path.to_path_buf(), e.to_string()))?;
+        if !canonical.is_dir() {
+            return Err(DaemonError::BadRoot(canonical, "not a folder".into()));
+        }
+        let id = root_id(&canonical);
+        if let Some(existing) = self
+            .roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok((Arc::clone(existing), None));
+        }
+        for other in self.roots() {
+            if canonical.starts_with(&other.path) || other.path.starts_with(&canonical) {
+                return Err(DaemonError::BadRoot(
+                    canonical.clone(),
+                    format!(
+                        "overlaps the watched root {} (unwatch it first)",
+                        other.path.display()
+                    ),
+                ));
+            }
+        }
+        let root = Arc::new(Root::new(
+            id.clone(),
+            canonical.clone(),
+            self.store.root(&id)?,
+        ));
+        let report = root
+            .reconcile("startup", &self.walk, Arc::clone(&self.cancel_scans))
+            .await?;
+        self.roots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::clone(&root));
+        if persist {
+            self.persist_roots()?;
+        }
+        Ok((root, Some(report)))
+    }
+
+    /// Stops watching a root; its records are deleted unless `keep_records`.
+    pub async fn remove_root(
+        &self,
+        selector: &str,
+        keep_records: bool,
+    ) -> Result<Arc<Root>, DaemonError> {
+        let _change = self.roots_change.lock().await;
+        let root = self.root(selector)?;
+        let _writer = root.lock_writer().await;
+        self.roots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&root.id);
+        self.persist_roots()?;
+        if !keep_records {
+            self.store.drop_root(&root.id)?;
+        }
+        Ok(Arc::clone(&root))
+    }
+
+    fn persist_roots(&self) -> Result<(), DaemonError> {
+        use std::os::unix::ffi::OsStrExt;
+        let previous = self.store.roots()?;
+        let entries: Vec<RootEntry> = self
+            .roots()
+            .iter()
+            .map(|r| RootEntry {
+                path: r.path.as_os_str().as_bytes().to_vec(),
+                id: r.id.clone(),
+                added_ns: previous
+                    .iter()
+                    .find(|e| e.id == r.id)
+                    .map_or_else(crate::catalog::scan::now_ns, |e| e.added_ns),
+            })
+            .collect();
+        self.store.set_roots(&entries)?;
+        Ok(())
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
+    if opts.listen.is_some() && opts.token_file.is_none() {
+        return Err(DaemonError::TokenRequired);
+    }
+    let token = match &opts.token_file {
+        Some(p) => Some(listen::read_token(p)?),
+        None => None,
+    };
+    let store = Store::open(&opts.db, opts.cache_bytes)?;
+    let mut exclude = vec![std::fs::canonicalize(&opts.db).unwrap_or_else(|_| opts.db.clone())];
+    if let (Some(parent), Some(name)) = (opts.socket.parent(), opts.socket.file_name()) {
+        if let Ok(parent) = std::fs::canonicalize(parent) {
+            exclude.push(parent.join(name));
+        }
+    }
+    let walk = WalkOptions {
+        ignore_globs: opts.ignore_globs.clone(),
+        exclude,
+        threads: 0,
+    };
+    // Validate globs before any work so a typo is reported at once.
+    crate::catalog::scan::walk_builder(Path::new("/"), &walk)?;
+    let state = Arc::new(DaemonState::new(store, walk));
+    spawn_signal_handler(Arc::clone(&state))?;
+
+    let mut wanted: Vec<PathBuf> = Vec::new();
+    for entry in state.store.roots()? {
+        use std::os::unix::ffi::OsStrExt;
+        wanted.push(PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path)));
+    }
+    wanted.extend(opts.roots.iter().cloned());
+    let total = wanted.len();
+    for (i, path) in wanted.iter().enumerate() {
+        if state.shutdown.is_cancelled() {
+            break;
+        }
+        systemd::status(&format!(
+            "reconciling root {}/{}: {}",
+            i + 1,
+            total,
+            path.display()
+        ));
+        match state.add_root(path, false).await {
+            Ok(_) => {}
+            Err(DaemonError::Scan(ScanError::Cancelled)) => break,
+            Err(e @ DaemonError::BadRoot(..)) if i < total - opts.roots.len() => {
+                tracing::warn!(error = %e, "a persisted root is unavailable; skipping it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if state.shutdown.is_cancelled() {
+        state.store.flush()?;
+        tracing::info!("stopped during start-up");
+        return Ok(());
+    }
+    state.persist_roots()?;
+
+    let uds = listen::bind_unix(&opts.socket)?;
+    let _socket_guard = listen::SocketGuard(opts.socket.clone());
+    let tcp = match opts.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Listen(addr, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, token).await?;
+    let files: u64 = state
+        .roots()
+        .iter()
+        .filter_map(|r| r.store.meta().ok()?.last_scan.map(|s| s.files_seen))
+        .sum();
+    let status = format!(
+        "serving {} roots, {} files on {}",
+        state.roots().len(),
+        files,
+        opts.socket.display()
+    );
+    tracing::info!(socket = %opts.socket.display(), roots = state.roots().len(), files, "ready");
+    systemd::ready(&status);
+    systemd::spawn_watchdog(state.shutdown.clone());
+
+    state.shutdown.cancelled().await;
+    systemd::stopping();
+    tracing::info!("shutting down");
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, servers.join())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open streams did not close in time; closing anyway");
+    }
+    // Wait for any batch in hand to be applied before the final flush.
+    for root in state.roots() {
+        let _writer = root.lock_writer().await;
+    }
+    state.store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(state: Arc<DaemonState>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Internal(e.to_string()))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Internal(e.to_string()))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        state.cancel_scans.store(true, Ordering::Relaxed);
+        state.shutdown.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! workflowdb: an always-current catalog of repositories and a workflow database beside it,
+//! served over gRPC.
+
+pub mod catalog;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod paths;
+pub mod rpc;
+pub mod store;
+
+/// Generated protobuf and gRPC types of the `workflowdb.v1` package.
+#[allow(clippy::all, missing_docs)] // Generated code is not ours to lint.
+pub mod proto {
+    tonic::include_proto!("workflowdb.v1");
+}

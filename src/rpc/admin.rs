@@ -1,0 +1,90 @@
+//! The Admin service: which roots are watched.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::scan_report;
+use super::status_of;
+use crate::daemon::{DaemonState, Root};
+use crate::proto;
+
+/// Adds, removes and lists watched roots.
+pub struct AdminService {
+    state: Arc<DaemonState>,
+}
+
+impl AdminService {
+    /// A service over the daemon's state.
+    pub fn new(state: Arc<DaemonState>) -> Self {
+        AdminService { state }
+    }
+}
+
+fn root_info(root: &Root) -> proto::RootInfo {
+    let meta = root.store.meta().unwrap_or_default();
+    proto::RootInfo {
+        root: root.path.display().to_string(),
+        root_id: root.id.clone(),
+        files: meta.last_scan.as_ref().map_or(0, |s| s.files_seen),
+        clock: meta.clock,
+        state: root.state().to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl proto::admin_server::Admin for AdminService {
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<proto::WatchResponse>, Status> {
+        let req = request.into_inner();
+        let path = PathBuf::from(&req.path);
+        if req.path.is_empty() || !path.is_absolute() || req.path.contains('\0') {
+            return Err(Status::invalid_argument(format!(
+                "watch needs an absolute folder path, got {:?}",
+                req.path
+            )));
+        }
+        if self.state.shutdown.is_cancelled() {
+            return Err(Status::unavailable("the daemon is shutting down"));
+        }
+        let (root, report) = self.state.add_root(&path, true).await.map_err(status_of)?;
+        Ok(Response::new(proto::WatchResponse {
+            root: Some(root_info(&root)),
+            already_watched: report.is_none(),
+            report: report.as_ref().map(scan_report),
+        }))
+    }
+
+    async fn unwatch(
+        &self,
+        request: Request<proto::UnwatchRequest>,
+    ) -> Result<Response<proto::UnwatchResponse>, Status> {
+        let req = request.into_inner();
+        if req.root.is_empty() {
+            return Err(Status::invalid_argument("unwatch needs a root path or id"));
+        }
+        let info = root_info(&*self.state.root(&req.root).map_err(status_of)?);
+        self.state
+            .remove_root(&req.root, req.keep_records)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(proto::UnwatchResponse {
+            root: Some(proto::RootInfo {
+                state: "removed".into(),
+                ..info
+            }),
+        }))
+    }
+
+    async fn list_roots(
+        &self,
+        _request: Request<proto::ListRootsRequest>,
+    ) -> Result<Response<proto::ListRootsResponse>, Status> {
+        Ok(Response::new(proto::ListRootsResponse {
+            roots: self.state.roots().iter().map(|r| root_info(r)).collect(),
+        }))
+    }
+}

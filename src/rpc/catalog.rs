@@ -1,0 +1,325 @@
+//! The Catalog service: file lookups, filtered listings, duplicates, stats, rescans.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{file_info, request_path, scan_report};
+use super::status_of;
+use crate::catalog::FileFilter;
+use crate::daemon::{DaemonState, Root};
+use crate::paths::RelPath;
+use crate::proto;
+
+/// Files per streamed chunk: large enough to amortise framing, small enough to start fast.
+const CHUNK: usize = 512;
+
+/// Serves the catalog of every watched root.
+pub struct CatalogService {
+    state: Arc<DaemonState>,
+}
+
+impl CatalogService {
+    /// A service over the daemon's state.
+    pub fn new(state: Arc<DaemonState>) -> Self {
+        CatalogService { state }
+    }
+
+    fn root(&self, selector: &str) -> Result<Arc<Root>, Status> {
+        self.state.root(selector).map_err(status_of)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn store_status(e: crate::store::StoreError) -> Status {
+    status_of(e.into())
+}
+
+#[tonic::async_trait]
+impl proto::catalog_server::Catalog for CatalogService {
+    async fn get_file(
+        &self,
+        request: Request<proto::GetFileRequest>,
+    ) -> Result<Response<proto::GetFileResponse>, Status> {
+        let req = request.into_inner();
+        let path = request_path(&req.path, &req.path_bytes)?;
+        let root = self.root(&req.root)?;
+        let clock = root.store.meta().map_err(store_status)?.clock;
+        match root.store.get(&path).map_err(store_status)? {
+            Some(rec) => Ok(Response::new(proto::GetFileResponse {
+                file: Some(file_info(&rec)),
+                clock,
+                instance_id: self.state.store.instance_id().to_string(),
+            })),
+            None => Err(Status::not_found(format!(
+                "{path} is not in the catalog of {} (absent, ignored, or a folder)",
+                root.path.display()
+            ))),
+        }
+    }
+
+    type ListFilesStream = BoxStream<proto::ListFilesResponse>;
+
+    async fn list_files(
+        &self,
+        request: Request<proto::ListFilesRequest>,
+    ) -> Result<Response<Self::ListFilesStream>, Status> {
+        let req = request.into_inner();
+        let filter = FileFilter::new(
+            &req.glob,
+            &req.file_type,
+            &req.purpose,
+            req.min_size,
+            req.max_size,
+            req.since_clock,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let prefix = if req.path_prefix.is_empty() || req.path_prefix == "/" {
+            None
+        } else {
+            Some(
+                RelPath::parse(req.path_prefix.as_bytes())
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            )
+        };
+        let root = self.root(&req.root)?;
+        let clock = root.store.meta().map_err(store_status)?.clock;
+        let instance_id = self.state.store.instance_id().to_string();
+        let limit = if req.limit == 0 { u64::MAX } else { req.limit };
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.state.shutdown.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut sent = 0u64;
+            let send = |files: Vec<proto::FileInfo>| {
+                tx.blocking_send(Ok(proto::ListFilesResponse {
+                    files,
+                    clock,
+                    instance_id: instance_id.clone(),
+                }))
+                .is_ok()
+            };
+            for rec in root.store.files_under(prefix.as_ref()) {
+                if shutdown.is_cancelled() {
+                    let _ =
+                        tx.blocking_send(Err(Status::unavailable("the daemon is shutting down")));
+                    return;
+                }
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(store_status(e)));
+                        return;
+                    }
+                };
+                if !filter.matches(&rec) {
+                    continue;
+                }
+                chunk.push(file_info(&rec));
+                sent += 1;
+                if chunk.len() == CHUNK
+                    && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                {
+                    return;
+                }
+                if sent >= limit {
+                    break;
+                }
+            }
+            // Always send a last chunk, so an empty listing still carries the clock.
+            send(chunk);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn find_duplicates(
+        &self,
+        request: Request<proto::FindDuplicatesRequest>,
+    ) -> Result<Response<proto::FindDuplicatesResponse>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        let min_size = req.min_size.max(1);
+        let clock = root.store.meta().map_err(store_status)?.clock;
+        let groups = tokio::task::spawn_blocking(move || {
+            let mut by_hash: HashMap<[u8; 32], (u64, Vec<String>)> = HashMap::new();
+            for rec in root.store.files_under(None) {
+                let rec = rec?;
+                if let Some(h) = rec.sha256 {
+                    if rec.fingerprint.size >= min_size {
+                        let e = by_hash
+                            .entry(h)
+                            .or_insert((rec.fingerprint.size, Vec::new()));
+                        e.1.push(rec.path.to_lossy());
+                    }
+                }
+            }
+            let mut groups: Vec<proto::DuplicateGroup> = by_hash
+                .into_iter()
+                .filter(|(_, (_, paths))| paths.len() > 1)
+                .map(|(h, (size, paths))| proto::DuplicateGroup {
+                    sha256: crate::catalog::record::hex(&h),
+                    size_bytes: size,
+                    paths,
+                })
+                .collect();
+            // Most wasted bytes first, then by hash for a stable order.
+            groups.sort_by(|a, b| {
+                let wa = a.size_bytes * (a.paths.len() as u64 - 1);
+                let wb = b.size_bytes * (b.paths.len() as u64 - 1);
+                wb.cmp(&wa).then_with(|| a.sha256.cmp(&b.sha256))
+            });
+            Ok::<_, crate::store::StoreError>(groups)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(store_status)?;
+        let limit = if req.limit == 0 {
+            usize::MAX
+        } else {
+            req.limit as usize
+        };
+        Ok(Response::new(proto::FindDuplicatesResponse {
+            groups: groups.into_iter().take(limit).collect(),
+            clock,
+            instance_id: self.state.store.instance_id().to_string(),
+        }))
+    }
+
+    async fn stats(
+        &self,
+        request: Request<proto::StatsRequest>,
+    ) -> Result<Response<proto::StatsResponse>, Status> {
+        let req = request.into_inner();
+        let roots = if req.root.is_empty() {
+            self.state.roots()
+        } else {
+            vec![self.root(&req.root)?]
+        };
+        let mut out = Vec::with_capacity(roots.len());
+        for root in roots {
+            let stats = tokio::task::spawn_blocking(move || root_stats(&root))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(store_status)?;
+            out.push(stats);
+        }
+        Ok(Response::new(proto::StatsResponse {
+            roots: out,
+            instance_id: self.state.store.instance_id().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            database: self.state.store.path().display().to_string(),
+            uptime_ms: self.state.started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    type RescanStream = BoxStream<proto::RescanProgress>;
+
+    async fn rescan(
+        &self,
+        request: Request<proto::RescanRequest>,
+    ) -> Result<Response<Self::RescanStream>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        let state = Arc::clone(&self.state);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let scan_root = Arc::clone(&root);
+            let scan_state = Arc::clone(&state);
+            let mut scan = tokio::spawn(async move {
+                scan_root
+                    .reconcile(
+                        "rescan",
+                        &scan_state.walk,
+                        Arc::clone(&scan_state.cancel_scans),
+                    )
+                    .await
+            });
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    outcome = &mut scan => {
+                        let msg = match outcome {
+                            Ok(Ok(report)) => Ok(proto::RescanProgress {
+                                files_seen: report.files_seen,
+                                files_hashed: report.files_hashed,
+                                bytes_hashed: report.bytes_hashed,
+                                report: Some(scan_report(&report)),
+                                done: true,
+                            }),
+                            Ok(Err(e)) => Err(status_of(e)),
+                            Err(e) => Err(Status::internal(e.to_string())),
+                        };
+                        let _ = tx.send(msg).await;
+                        return;
+                    }
+                    _ = tick.tick() => {
+                        if !root.is_scanning() {
+                            continue;
+                        }
+                        let p = root.progress();
+                        let msg = proto::RescanProgress {
+                            files_seen: p.files_seen.load(Ordering::Relaxed),
+                            files_hashed: p.files_hashed.load(Ordering::Relaxed),
+                            bytes_hashed: p.bytes_hashed.load(Ordering::Relaxed),
+                            report: None,
+                            done: false,
+                        };
+                        // A client that went away does not stop the rescan.
+                        let _ = tx.try_send(Ok(msg));
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn count_entries(map: BTreeMap<String, u64>) -> Vec<proto::CountEntry> {
+    let mut v: Vec<proto::CountEntry> = map
+        .into_iter()
+        .map(|(key, count)| proto::CountEntry { key, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    v
+}
+
+/// Counts of one root's records.
+pub fn root_stats(root: &Root) -> Result<proto::RootStats, crate::store::StoreError> {
+    let meta = root.store.meta()?;
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut unreadable = 0u64;
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_purpose: BTreeMap<String, u64> = BTreeMap::new();
+    for rec in root.store.files_under(None) {
+        let rec = rec?;
+        files += 1;
+        bytes += rec.fingerprint.size;
+        if rec.error.is_some() {
+            unreadable += 1;
+        }
+        *by_type.entry(rec.file_type.clone()).or_default() += 1;
+        *by_purpose
+            .entry(rec.purpose.as_str().to_string())
+            .or_default() += 1;
+    }
+    Ok(proto::RootStats {
+        root: root.path.display().to_string(),
+        root_id: root.id.clone(),
+        files,
+        bytes,
+        by_type: count_entries(by_type),
+        by_purpose: count_entries(by_purpose),
+        last_scan: meta.last_scan.as_ref().map(scan_report),
+        clock: meta.clock,
+        unreadable,
+    })
+}

@@ -1,0 +1,142 @@
+//! The gRPC edge: tonic services that convert between protobuf and domain types, the bearer
+//! token check for TCP, health and reflection. The only module that knows gRPC types.
+
+pub mod admin;
+pub mod auth;
+pub mod catalog;
+pub mod convert;
+
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic::Status;
+
+use crate::daemon::{DaemonError, DaemonState};
+use crate::proto::admin_server::AdminServer;
+use crate::proto::catalog_server::CatalogServer;
+
+/// The encoded descriptors of the public protos, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/workflowdb_descriptor.bin"));
+
+/// Largest message the server accepts or sends.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The running servers.
+pub struct Servers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Waits until every server has stopped.
+    pub async fn join(self) {
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Starts serving on the Unix socket and, when given, on TCP with a required bearer token.
+/// Servers stop accepting when the daemon's shutdown token is cancelled.
+pub async fn spawn_servers(
+    state: Arc<DaemonState>,
+    uds: UnixListener,
+    tcp: Option<TcpListener>,
+    token: Option<String>,
+) -> Result<Servers, DaemonError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CatalogServer<catalog::CatalogService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| DaemonError::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| DaemonError::Internal(format!("reflection: {e}")))?;
+    let catalog = CatalogServer::new(catalog::CatalogService::new(Arc::clone(&state)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
+
+    let mut handles = Vec::new();
+    {
+        let router = Server::builder()
+            .add_service(health.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone())
+            .add_service(catalog.clone())
+            .add_service(admin.clone());
+        let shutdown = state.shutdown.clone();
+        handles.push(tokio::spawn(async move {
+            let incoming = UnixListenerStream::new(uds);
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "unix socket server failed");
+            }
+        }));
+    }
+    if let Some(tcp) = tcp {
+        let token = token.ok_or(DaemonError::TokenRequired)?;
+        let router = Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(
+                auth::BearerAuth::new(&token),
+            ))
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(catalog)
+            .add_service(admin);
+        let shutdown = state.shutdown.clone();
+        let addr = tcp.local_addr().ok();
+        tracing::info!(?addr, "listening on TCP (bearer token required)");
+        handles.push(tokio::spawn(async move {
+            let incoming = TcpListenerStream::new(tcp);
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "tcp server failed");
+            }
+        }));
+    }
+    Ok(Servers { handles })
+}
+
+/// The gRPC status for a daemon error: a code a client can branch on and a message a person
+/// can act on.
+pub fn status_of(e: DaemonError) -> Status {
+    use crate::store::StoreError;
+    match &e {
+        DaemonError::UnknownRoot(_) => Status::not_found(e.to_string()),
+        DaemonError::AmbiguousRoot(_) | DaemonError::BadRoot(..) => {
+            Status::invalid_argument(e.to_string())
+        }
+        DaemonError::NoRoots => Status::failed_precondition(e.to_string()),
+        DaemonError::ShuttingDown | DaemonError::Scan(crate::catalog::ScanError::Cancelled) => {
+            Status::unavailable(e.to_string())
+        }
+        DaemonError::Scan(crate::catalog::ScanError::Glob { .. }) => {
+            Status::invalid_argument(e.to_string())
+        }
+        DaemonError::Scan(crate::catalog::ScanError::Root(..)) => {
+            Status::failed_precondition(e.to_string())
+        }
+        DaemonError::Store(StoreError::Codec(_) | StoreError::Corrupt { .. }) => {
+            Status::data_loss(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}

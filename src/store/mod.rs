@@ -1,0 +1,456 @@
+//! Persistence in sled: the only module that knows sled and the record codec. One tree of
+//! metadata, one tree per root with prefixed keys so a root's batch is a single atomic
+//! `apply_batch`.
+
+pub mod codec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{ChangeSet, FileRecord, ScanReport};
+use crate::paths::RelPath;
+use codec::{decode, encode, CodecError};
+
+/// Default bound of sled's page cache (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+const FILE_PREFIX: &[u8] = b"f/";
+const TOMBSTONE_PREFIX: &[u8] = b"t/";
+const ROOT_META_KEY: &[u8] = b"m";
+const META_SCHEMA: &[u8] = b"schema";
+const META_INSTANCE: &[u8] = b"instance_id";
+const META_ROOTS: &[u8] = b"roots";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {0} is in use by another running wfdb daemon (stop it, or pass --db to use another folder)")]
+    Locked(PathBuf),
+    #[error(
+        "database {path} is corrupt: {detail}; move it aside and restart to rebuild the catalog"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("database {path} has schema version {found}, this wfdb reads version {expected}: use a matching wfdb or remove the database")]
+    UnknownSchema {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("cannot create database folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sled(String),
+    #[error("stored record is unreadable: {0}")]
+    Codec(#[from] CodecError),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A watched root as persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootEntry {
+    /// Canonical absolute path, as bytes.
+    pub path: Vec<u8>,
+    pub id: String,
+    pub added_ns: i64,
+}
+
+/// Per-root bookkeeping kept beside its records.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootMeta {
+    pub clock: u64,
+    pub last_scan: Option<ScanReport>,
+}
+
+/// The daemon's database.
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    path: PathBuf,
+    instance_id: String,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, checking lock, health and schema version.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        create_private_dir(dir)?;
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(1000));
+        // sled can panic on some corrupt files instead of returning an error; a corrupt
+        // database must be a clear error, never a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: "sled panicked while reading it".into(),
+            })?;
+        let db = opened.map_err(|e| open_error(dir, e))?;
+        let meta = db.open_tree("meta")?;
+        let expected = u32::from(codec::SCHEMA_VERSION);
+        match meta.get(META_SCHEMA)? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        path: dir.to_path_buf(),
+                        detail: "schema marker is malformed".into(),
+                    })?;
+                if found != expected {
+                    return Err(StoreError::UnknownSchema {
+                        path: dir.to_path_buf(),
+                        found,
+                        expected,
+                    });
+                }
+            }
+            None => {
+                meta.insert(META_SCHEMA, &expected.to_le_bytes())?;
+            }
+        }
+        let instance_id = match meta.get(META_INSTANCE)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = new_instance_id();
+                meta.insert(META_INSTANCE, id.as_bytes())?;
+                id
+            }
+        };
+        db.flush()?;
+        Ok(Store {
+            db,
+            meta,
+            path: dir.to_path_buf(),
+            instance_id,
+        })
+    }
+
+    /// The database folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A random id created with the database: a rebuilt database has a new one.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The persisted list of watched roots.
+    pub fn roots(&self) -> Result<Vec<RootEntry>> {
+        match self.meta.get(META_ROOTS)? {
+            Some(v) => Ok(decode(&v)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Replaces the persisted list of watched roots (durable on return).
+    pub fn set_roots(&self, roots: &[RootEntry]) -> Result<()> {
+        self.meta.insert(META_ROOTS, encode(&roots.to_vec())?)?;
+        self.meta.flush()?;
+        Ok(())
+    }
+
+    /// The records of one root.
+    pub fn root(&self, id: &str) -> Result<RootStore> {
+        Ok(RootStore {
+            tree: self.db.open_tree(format!("root/{id}"))?,
+        })
+    }
+
+    /// Deletes every record of a root.
+    pub fn drop_root(&self, id: &str) -> Result<()> {
+        self.db.drop_tree(format!("root/{id}"))?;
+        Ok(())
+    }
+
+    /// Writes everything buffered to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn open_error(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked(dir.to_path_buf())
+        }
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source: io,
+            }
+        }
+        sled::Error::Io(io) => StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: io.to_string(),
+        },
+        sled::Error::Corruption { .. }
+        | sled::Error::ReportableBug(_)
+        | sled::Error::Unsupported(_) => StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: e.to_string(),
+        },
+        other => StoreError::Sled(other.to_string()),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn new_instance_id() -> String {
+    use sha2::{Digest, Sha256};
+    let mut seed = Vec::new();
+    seed.extend_from_slice(&crate::catalog::scan::now_ns().to_le_bytes());
+    seed.extend_from_slice(&std::process::id().to_le_bytes());
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let mut buf = [0u8; 16];
+        if std::io::Read::read_exact(&mut f, &mut buf).is_ok() {
+            seed.extend_from_slice(&buf);
+        }
+    }
+    crate::catalog::record::hex(&Sha256::digest(&seed)[..8])
+}
+
+fn file_key(path: &RelPath) -> Vec<u8> {
+    [FILE_PREFIX, path.as_bytes()].concat()
+}
+
+fn tombstone_key(path: &RelPath) -> Vec<u8> {
+    [TOMBSTONE_PREFIX, path.as_bytes()].concat()
+}
+
+/// The records of one root.
+#[derive(Clone)]
+pub struct RootStore {
+    tree: sled::Tree,
+}
+
+impl RootStore {
+    /// The root's clock and last scan figures.
+    pub fn meta(&self) -> Result<RootMeta> {
+        match self.tree.get(ROOT_META_KEY)? {
+            Some(v) => Ok(decode(&v)?),
+            None => Ok(RootMeta::default()),
+        }
+    }
+
+    /// One file's record.
+    pub fn get(&self, path: &RelPath) -> Result<Option<FileRecord>> {
+        match self.tree.get(file_key(path))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records in path order whose path is `dir` or lies under it (`None`: every record).
+    pub fn files_under(&self, dir: Option<&RelPath>) -> impl Iterator<Item = Result<FileRecord>> {
+        let prefix = match dir {
+            Some(d) => file_key(d),
+            None => FILE_PREFIX.to_vec(),
+        };
+        let dir_bytes = dir.map(|d| d.as_bytes().to_vec());
+        self.tree.scan_prefix(prefix).filter_map(move |item| {
+            let (key, value) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if let Some(d) = &dir_bytes {
+                // "src" must not match "srcfoo": keep only the folder itself and what is under it.
+                let path = &key[FILE_PREFIX.len()..];
+                if path.len() > d.len() && path[d.len()] != b'/' {
+                    return None;
+                }
+            }
+            Some(decode(&value).map_err(StoreError::from))
+        })
+    }
+
+    /// Every record, keyed by path.
+    pub fn load_all(&self) -> Result<HashMap<RelPath, FileRecord>> {
+        let mut map = HashMap::new();
+        for rec in self.files_under(None) {
+            let rec = rec?;
+            map.insert(rec.path.clone(), rec);
+        }
+        Ok(map)
+    }
+
+    /// Paths removed after `clock`, with the clock of their removal.
+    pub fn tombstones_since(&self, clock: u64) -> Result<Vec<(RelPath, u64)>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(TOMBSTONE_PREFIX) {
+            let (key, value) = item?;
+            let at: u64 = decode(&value)?;
+            if at > clock {
+                if let Ok(p) = RelPath::parse(&key[TOMBSTONE_PREFIX.len()..]) {
+                    out.push((p, at));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a change set and the scan figures in one atomic batch, advancing the clock when
+    /// anything changed. Returns the clock after the batch.
+    pub fn apply(&self, mut changes: ChangeSet, report: Option<ScanReport>) -> Result<u64> {
+        let mut meta = self.meta()?;
+        let mut batch = sled::Batch::default();
+        if !changes.is_empty() {
+            meta.clock += 1;
+        }
+        for rec in changes.upserts.iter_mut() {
+            rec.clock = meta.clock;
+            batch.insert(file_key(&rec.path), encode(rec)?);
+            batch.remove(tombstone_key(&rec.path));
+        }
+        for path in &changes.removed {
+            batch.remove(file_key(path));
+            batch.insert(tombstone_key(path), encode(&meta.clock)?);
+        }
+        if report.is_some() {
+            meta.last_scan = report;
+        }
+        batch.insert(ROOT_META_KEY, encode(&meta)?);
+        self.tree.apply_batch(batch)?;
+        Ok(meta.clock)
+    }
+
+    /// Writes this root's records to disk now.
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{FileKind, Fingerprint, Purpose};
+
+    fn rec(path: &str) -> FileRecord {
+        FileRecord {
+            path: RelPath::parse(path.as_bytes()).unwrap(),
+            kind: FileKind::Regular,
+            fingerprint: Fingerprint {
+                size: 3,
+                mtime_ns: 1,
+                ctime_ns: 1,
+                ino: 1,
+                mode: 0o100644,
+            },
+            file_type: "text".into(),
+            purpose: Purpose::Other,
+            description: String::new(),
+            component: ".".into(),
+            sha256: Some([7; 32]),
+            symlink_target: None,
+            error: None,
+            clock: 0,
+            dependencies: vec![],
+            externals: vec![],
+        }
+    }
+
+    #[test]
+    fn apply_advances_clock_and_leaves_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        let clock = root
+            .apply(
+                ChangeSet {
+                    upserts: vec![rec("a"), rec("src/b"), rec("srcx")],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(clock, 1);
+        let src = RelPath::parse(b"src").unwrap();
+        let under: Vec<_> = root
+            .files_under(Some(&src))
+            .map(|r| r.unwrap().path.to_lossy())
+            .collect();
+        assert_eq!(under, vec!["src/b"]);
+        let clock = root
+            .apply(
+                ChangeSet {
+                    removed: vec![RelPath::parse(b"a").unwrap()],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(clock, 2);
+        assert_eq!(root.tombstones_since(1).unwrap().len(), 1);
+        assert!(root.tombstones_since(2).unwrap().is_empty());
+        // An empty change set does not tick the clock.
+        assert_eq!(root.apply(ChangeSet::default(), None).unwrap(), 2);
+    }
+
+    #[test]
+    fn second_open_is_locked_and_schema_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let id = store.instance_id().to_string();
+        assert!(matches!(
+            Store::open(dir.path(), 1 << 20),
+            Err(StoreError::Locked(_))
+        ));
+        store
+            .meta
+            .insert(META_SCHEMA, &99u32.to_le_bytes())
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        match Store::open(dir.path(), 1 << 20) {
+            Err(StoreError::UnknownSchema { found: 99, .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened a future schema"),
+        }
+        let _ = id;
+    }
+
+    #[test]
+    fn roots_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store
+                .set_roots(&[RootEntry {
+                    path: b"/x".to_vec(),
+                    id: "abc".into(),
+                    added_ns: 5,
+                }])
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.roots().unwrap().len(), 1);
+    }
+}
