@@ -93,16 +93,21 @@ struct ServeArgs {
     #[arg(long, env = "WFDB_DB")]
     db: Option<PathBuf>,
     /// Also serve on TCP at HOST:PORT (requires --token-file).
-    #[arg(long)]
+    #[arg(long, env = "WFDB_LISTEN")]
     listen: Option<std::net::SocketAddr>,
     /// File whose first line is the bearer token TCP clients must send (mode 0600).
-    #[arg(long)]
+    #[arg(long, env = "WFDB_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Extra gitignore-style glob to leave out of the catalog (repeatable).
-    #[arg(long = "ignore", value_name = "GLOB")]
+    #[arg(
+        long = "ignore",
+        value_name = "GLOB",
+        env = "WFDB_IGNORE",
+        value_delimiter = ','
+    )]
     ignore: Vec<String>,
     /// Bound of the database page cache, in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, env = "WFDB_CACHE_MB")]
     cache_mb: u64,
 }
 

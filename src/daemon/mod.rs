@@ -75,6 +75,8 @@ pub struct DaemonState {
     pub cancel_scans: Arc<AtomicBool>,
     /// Serialises changes to the set of roots.
     roots_change: tokio::sync::Mutex<()>,
+    /// A root being added, while its first reconcile runs.
+    adding: std::sync::Mutex<Option<Arc<Root>>>,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -95,6 +97,7 @@ impl DaemonState {
             shutdown: CancellationToken::new(),
             cancel_scans: Arc::new(AtomicBool::new(false)),
             roots_change: tokio::sync::Mutex::new(()),
+            adding: std::sync::Mutex::new(None),
         }
     }
 
@@ -181,6 +184,14 @@ impl DaemonState {
         Ok((root, Some(report)))
     }
 
+    /// The root whose first reconcile is running, if any.
+    pub fn root_being_added(&self) -> Option<Arc<Root>> {
+        self.adding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Stops watching a root; its records are deleted unless `keep_records`.
     pub async fn remove_root(
         &self,
@@ -254,6 +265,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     }
     wanted.extend(opts.roots.iter().cloned());
     let total = wanted.len();
+    let progress_reporter = spawn_startup_status(Arc::clone(&state));
     for (i, path) in wanted.iter().enumerate() {
         if state.shutdown.is_cancelled() {
             break;
@@ -273,6 +285,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             Err(e) => return Err(e),
         }
     }
+    progress_reporter.abort();
     if state.shutdown.is_cancelled() {
         state.store.flush()?;
         tracing::info!("stopped during start-up");
@@ -322,6 +335,25 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     state.store.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sends systemd a progress line every second while the start-up reconcile runs.
+fn spawn_startup_status(state: Arc<DaemonState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Some(root) = state.root_being_added() {
+                let p = root.progress();
+                systemd::status(&format!(
+                    "reconciling {}: {} files seen, {} hashed",
+                    root.path.display(),
+                    p.files_seen.load(Ordering::Relaxed),
+                    p.files_hashed.load(Ordering::Relaxed)
+                ));
+            }
+        }
+    })
 }
 
 fn spawn_signal_handler(state: Arc<DaemonState>) -> Result<(), DaemonError> {
