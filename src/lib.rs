@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod paths;
+pub mod registry;
 pub mod rpc;
 pub mod store;
 
