@@ -114,22 +114,35 @@ impl Purpose {
 }
 
 /// One catalogued file.
+///
+/// Field order matters: the first four fields are the persisted prefix that [`RecordHead`]
+/// decodes on its own, so a restart can compare fingerprints without decoding whole records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileRecord {
-    pub path: RelPath,
     pub kind: FileKind,
     pub fingerprint: Fingerprint,
+    pub sha256: Option<[u8; 32]>,
+    pub error: Option<String>,
+    pub path: RelPath,
     pub file_type: String,
     pub purpose: Purpose,
     pub description: String,
     pub component: String,
-    pub sha256: Option<[u8; 32]>,
     pub symlink_target: Option<Vec<u8>>,
-    pub error: Option<String>,
     /// Root clock of the last change to this record.
     pub clock: u64,
     pub dependencies: Vec<String>,
     pub externals: Vec<String>,
+}
+
+/// The leading fields of a stored [`FileRecord`]: what a reconcile needs to decide whether a
+/// file must be hashed again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordHead {
+    pub kind: FileKind,
+    pub fingerprint: Fingerprint,
+    pub sha256: Option<[u8; 32]>,
+    pub error: Option<String>,
 }
 
 impl FileRecord {

@@ -1,25 +1,30 @@
-//! The reconciling walk: lists a root (ignore rules applied), compares each entry's stat
-//! fingerprint with the previous record, and hashes only what differs, on all cores.
+//! The reconciling scan, in three steps that each use every core: a gitignore-aware walk that
+//! only stats, a plan that compares each entry's stat fingerprint with the stored record head,
+//! and a parallel hash of only the entries that differ, streaming records to a sink as they are
+//! made (so the store writes while hashing goes on).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ignore::{WalkBuilder, WalkState};
 
 use super::classify::{classify, component_of, manifest_dirs};
-use super::hash::hash_file;
-use super::record::{FileKind, FileRecord, Fingerprint};
+use super::hash::{hash_file, HashError};
+use super::record::{FileKind, FileRecord, Fingerprint, Purpose, RecordHead};
 use crate::paths::RelPath;
 
 /// Read buffer per hashing thread.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Records handed to the sink at a time.
+const SINK_CHUNK: usize = 4096;
+
 /// File timestamps come from the kernel's coarse clock, which may lag the real clock by a tick;
 /// the racy-clean cut-off is moved back by this much so a write during a scan is never missed.
-const COARSE_CLOCK_MARGIN_NS: i64 = 100_000_000;
+pub const COARSE_CLOCK_MARGIN_NS: i64 = 100_000_000;
 
 /// Which entries of a root are catalogued.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +35,16 @@ pub struct WalkOptions {
     pub exclude: Vec<PathBuf>,
     /// Walking and hashing threads; 0 means one per core.
     pub threads: usize,
+}
+
+impl WalkOptions {
+    fn thread_count(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
 }
 
 /// Live counters of a scan in progress, readable from other threads.
@@ -51,69 +66,150 @@ pub enum ScanError {
     Cancelled,
 }
 
-/// The outcome of one scan: the current records of every catalogued file.
+/// One catalogued entry as the walk saw it.
+#[derive(Clone, Debug)]
+pub struct WalkEntry {
+    pub path: RelPath,
+    pub kind: FileKind,
+    pub fingerprint: Fingerprint,
+}
+
+/// What a walk found.
 #[derive(Debug, Default)]
-pub struct ScanResult {
-    pub records: Vec<FileRecord>,
-    pub files_hashed: u64,
-    pub files_skipped: u64,
-    pub bytes_hashed: u64,
-    /// Files recorded with an error, plus folders that could not be listed.
-    pub errors: u64,
+pub struct Walked {
+    pub entries: Vec<WalkEntry>,
     /// Folders that could not be listed; previous records under them are kept.
     pub unreadable_dirs: Vec<RelPath>,
-    /// When the scan started (ns since the epoch), the next scan's racy-clean cut-off.
+    /// Catalogued folders (not ignored), for watching.
+    pub dirs: Vec<RelPath>,
+    pub errors: u64,
+    /// When the walk started (ns since the epoch): the next scan's racy-clean cut-off.
     pub started_ns: i64,
 }
 
-/// Builds the records of a root, reusing `previous` records whose fingerprint is unchanged and
-/// whose mtime is older than `previous_started_ns` (files touched during or after the previous
-/// scan are "racily clean" and are hashed again).
-pub fn scan(
+/// Lists a root: every entry that is not ignored, with its `lstat` fingerprint.
+pub fn walk(
     root: &Path,
-    previous: &HashMap<RelPath, FileRecord>,
-    previous_started_ns: Option<i64>,
     opts: &WalkOptions,
     progress: &ScanProgress,
     cancel: &AtomicBool,
-) -> Result<ScanResult, ScanError> {
+) -> Result<Walked, ScanError> {
     let started_ns = now_ns();
     let meta = std::fs::metadata(root).map_err(|e| ScanError::Root(root.to_path_buf(), e))?;
     if !meta.is_dir() {
         return Err(ScanError::Root(
             root.to_path_buf(),
-            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
+            std::io::Error::other("not a folder"),
         ));
     }
-    let racy_cutoff = previous_started_ns
-        .map(|ns| ns - COARSE_CLOCK_MARGIN_NS)
-        .unwrap_or(i64::MIN);
-    let walker = walk_builder(root, opts)?.build_parallel();
-    let shared = Arc::new(Mutex::new(ScanResult::default()));
-    walker.run(|| {
-        let mut worker = Worker {
+    let shared = Mutex::new(Walked::default());
+    walk_builder(root, opts)?.build_parallel().run(|| {
+        let mut visitor = Visitor {
             root,
-            previous,
-            racy_cutoff,
             progress,
             cancel,
-            buf: vec![0u8; READ_BUFFER],
-            local: ScanResult::default(),
-            shared: Arc::clone(&shared),
+            local: Walked::default(),
+            shared: &shared,
         };
-        Box::new(move |entry| worker.visit(entry))
+        Box::new(move |entry| visitor.visit(entry))
     });
     if cancel.load(Ordering::Relaxed) {
         return Err(ScanError::Cancelled);
     }
-    let mut result = match Arc::try_unwrap(shared) {
-        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(arc) => std::mem::take(&mut *arc.lock().unwrap_or_else(|p| p.into_inner())),
+    let mut walked = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    walked.started_ns = started_ns;
+    Ok(walked)
+}
+
+/// One walker thread's state; what it gathered is merged into the shared result in chunks
+/// and, for the remainder, when the walker drops it.
+struct Visitor<'a> {
+    root: &'a Path,
+    progress: &'a ScanProgress,
+    cancel: &'a AtomicBool,
+    local: Walked,
+    shared: &'a Mutex<Walked>,
+}
+
+impl Visitor<'_> {
+    fn visit(&mut self, entry: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
+        if self.cancel.load(Ordering::Relaxed) {
+            return WalkState::Quit;
+        }
+        visit(self.root, entry, &mut self.local, self.progress);
+        if self.local.entries.len() >= SINK_CHUNK || self.local.dirs.len() >= SINK_CHUNK {
+            merge(self.shared, &mut self.local);
+        }
+        WalkState::Continue
+    }
+}
+
+impl Drop for Visitor<'_> {
+    fn drop(&mut self) {
+        merge(self.shared, &mut self.local);
+    }
+}
+
+fn merge(shared: &Mutex<Walked>, local: &mut Walked) {
+    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    s.entries.append(&mut local.entries);
+    s.dirs.append(&mut local.dirs);
+    s.unreadable_dirs.append(&mut local.unreadable_dirs);
+    s.errors += std::mem::take(&mut local.errors);
+}
+
+fn visit(
+    root: &Path,
+    entry: Result<ignore::DirEntry, ignore::Error>,
+    local: &mut Walked,
+    progress: &ScanProgress,
+) {
+    let entry = match entry {
+        Ok(e) => e,
+        Err(err) => {
+            local.errors += 1;
+            match error_path(&err) {
+                Some(path) => {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot list folder; keeping its previous records");
+                    if let Ok(rel) = RelPath::from_fs(root, path) {
+                        local.unreadable_dirs.push(rel);
+                    }
+                }
+                None => tracing::warn!(error = %err, "walk error"),
+            }
+            return;
+        }
     };
-    result.started_ns = started_ns;
-    assign_components(&mut result.records);
-    result.records.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(result)
+    if entry.depth() == 0 {
+        return;
+    }
+    let Ok(rel) = RelPath::from_fs(root, entry.path()) else {
+        return;
+    };
+    if entry.file_type().is_some_and(|t| t.is_dir()) {
+        local.dirs.push(rel);
+        return;
+    }
+    let meta = match std::fs::symlink_metadata(entry.path()) {
+        Ok(m) => m,
+        // Vanished between listing and stat: it is simply not there any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %rel, error = %e, "cannot stat");
+            local.errors += 1;
+            local.unreadable_dirs.push(rel);
+            return;
+        }
+    };
+    let Some(kind) = FileKind::from_file_type(meta.file_type()) else {
+        return;
+    };
+    progress.files_seen.fetch_add(1, Ordering::Relaxed);
+    local.entries.push(WalkEntry {
+        path: rel,
+        kind,
+        fingerprint: Fingerprint::of(&meta),
+    });
 }
 
 /// The gitignore-aware walker for a root, as configured.
@@ -145,103 +241,11 @@ pub fn walk_builder(root: &Path, opts: &WalkOptions) -> Result<WalkBuilder, Scan
         .parents(true)
         .follow_links(false)
         .overrides(overrides)
-        .threads(if opts.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            opts.threads
-        })
+        .threads(opts.thread_count())
         .filter_entry(move |entry| {
             entry.file_name() != ".git" && !exclude.iter().any(|x| x == entry.path())
         });
     Ok(builder)
-}
-
-struct Worker<'a> {
-    root: &'a Path,
-    previous: &'a HashMap<RelPath, FileRecord>,
-    racy_cutoff: i64,
-    progress: &'a ScanProgress,
-    cancel: &'a AtomicBool,
-    buf: Vec<u8>,
-    local: ScanResult,
-    shared: Arc<Mutex<ScanResult>>,
-}
-
-impl Worker<'_> {
-    fn visit(&mut self, entry: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
-        if self.cancel.load(Ordering::Relaxed) {
-            return WalkState::Quit;
-        }
-        let entry = match entry {
-            Ok(e) => e,
-            Err(err) => {
-                self.walk_error(err);
-                return WalkState::Continue;
-            }
-        };
-        if entry.depth() == 0 {
-            return WalkState::Continue;
-        }
-        let Ok(rel) = RelPath::from_fs(self.root, entry.path()) else {
-            return WalkState::Continue;
-        };
-        let meta = match std::fs::symlink_metadata(entry.path()) {
-            Ok(m) => m,
-            // Vanished between listing and stat: it is simply not there any more.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return WalkState::Continue,
-            Err(e) => {
-                tracing::warn!(path = %rel, error = %e, "cannot stat");
-                self.local.errors += 1;
-                self.local.unreadable_dirs.push(rel);
-                return WalkState::Continue;
-            }
-        };
-        let Some(kind) = FileKind::from_file_type(meta.file_type()) else {
-            return WalkState::Continue;
-        };
-        self.progress.files_seen.fetch_add(1, Ordering::Relaxed);
-        let record = examine(
-            self.root,
-            rel,
-            kind,
-            Fingerprint::of(&meta),
-            self.previous,
-            self.racy_cutoff,
-            &mut self.buf,
-            &mut self.local,
-            self.progress,
-        );
-        if let Some(record) = record {
-            self.local.records.push(record);
-        }
-        WalkState::Continue
-    }
-
-    fn walk_error(&mut self, err: ignore::Error) {
-        self.local.errors += 1;
-        match error_path(&err) {
-            Some(path) => {
-                tracing::warn!(path = %path.display(), error = %err, "cannot list folder; keeping its previous records");
-                if let Ok(rel) = RelPath::from_fs(self.root, path) {
-                    self.local.unreadable_dirs.push(rel);
-                }
-            }
-            None => tracing::warn!(error = %err, "walk error"),
-        }
-    }
-}
-
-impl Drop for Worker<'_> {
-    fn drop(&mut self) {
-        let local = std::mem::take(&mut self.local);
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        shared.records.extend(local.records);
-        shared.files_hashed += local.files_hashed;
-        shared.files_skipped += local.files_skipped;
-        shared.bytes_hashed += local.bytes_hashed;
-        shared.errors += local.errors;
-        shared.unreadable_dirs.extend(local.unreadable_dirs);
-    }
 }
 
 fn error_path(err: &ignore::Error) -> Option<&Path> {
@@ -255,63 +259,196 @@ fn error_path(err: &ignore::Error) -> Option<&Path> {
     }
 }
 
-/// Builds the record of one entry, reusing the previous record when its fingerprint says the
-/// content cannot have changed. Returns `None` when the entry vanished.
-#[allow(clippy::too_many_arguments)] // One call site per pipeline; a struct would only rename them.
-pub fn examine(
-    root: &Path,
-    rel: RelPath,
-    kind: FileKind,
-    fingerprint: Fingerprint,
-    previous: &HashMap<RelPath, FileRecord>,
-    racy_cutoff: i64,
-    buf: &mut [u8],
-    counters: &mut ScanResult,
-    progress: &ScanProgress,
-) -> Option<FileRecord> {
-    if let Some(prev) = previous.get(&rel) {
-        if prev.kind == kind
-            && prev.fingerprint == fingerprint
-            && prev.error.is_none()
-            && fingerprint.mtime_ns < racy_cutoff
-        {
-            counters.files_skipped += 1;
-            return Some(prev.clone());
+/// What a reconcile must do after comparing a walk with the stored record heads.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Entries to hash (or, for non-regular files, to record again).
+    pub work: Vec<WalkEntry>,
+    /// Previous paths gone from the disk.
+    pub removed: Vec<RelPath>,
+    /// Unchanged paths whose component changed because a manifest came or went.
+    pub recomponent: Vec<(RelPath, String)>,
+    pub skipped: u64,
+    /// The component roots after this scan.
+    pub manifest_dirs: HashSet<Vec<u8>>,
+}
+
+/// Compares a walk with the previous record heads. An entry is skipped when its fingerprint and
+/// kind are unchanged, its record has no error, and its mtime is older than the previous scan's
+/// start (`previous_started_ns`); otherwise it is hashed ("racily clean" files included).
+pub fn plan(
+    walked: &Walked,
+    previous: &HashMap<RelPath, RecordHead>,
+    previous_started_ns: Option<i64>,
+) -> Plan {
+    let racy_cutoff = previous_started_ns
+        .map(|ns| ns - COARSE_CLOCK_MARGIN_NS)
+        .unwrap_or(i64::MIN);
+    let mut plan = Plan::default();
+    let mut seen: HashSet<&RelPath> = HashSet::with_capacity(walked.entries.len());
+    for entry in &walked.entries {
+        seen.insert(&entry.path);
+        let unchanged = previous.get(&entry.path).is_some_and(|prev| {
+            prev.kind == entry.kind
+                && prev.fingerprint == entry.fingerprint
+                && prev.error.is_none()
+                && entry.fingerprint.mtime_ns < racy_cutoff
+        });
+        if unchanged {
+            plan.skipped += 1;
+        } else {
+            plan.work.push(entry.clone());
         }
     }
-    let abs = rel.to_fs(root);
+    plan.removed = previous
+        .keys()
+        .filter(|p| !seen.contains(p))
+        .filter(|p| {
+            !walked
+                .unreadable_dirs
+                .iter()
+                .any(|d| p.starts_with_dir(d.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    plan.removed.sort();
+    // Records kept under unreadable folders still count as present.
+    let retained = previous
+        .keys()
+        .filter(|p| !seen.contains(p) && plan.removed.binary_search(p).is_err());
+    plan.manifest_dirs = manifest_dirs(walked.entries.iter().map(|e| &e.path).chain(retained));
+    let before = manifest_dirs(previous.keys());
+    if before != plan.manifest_dirs {
+        let working: HashSet<&RelPath> = plan.work.iter().map(|e| &e.path).collect();
+        for path in walked.entries.iter().map(|e| &e.path) {
+            if working.contains(path) {
+                continue;
+            }
+            let old = component_of(path, &before);
+            let new = component_of(path, &plan.manifest_dirs);
+            if old != new {
+                plan.recomponent.push((path.clone(), new));
+            }
+        }
+    }
+    plan
+}
+
+/// Counters of a hashing pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HashCounts {
+    pub hashed: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    /// Entries that vanished before they could be read.
+    pub vanished: u64,
+}
+
+/// Hashes and classifies `work` on every core, handing finished records to `sink` in chunks.
+/// Unchanged content (same hash, same fingerprint as `previous`) produces no record.
+#[allow(clippy::too_many_arguments)] // One caller, the reconcile; a struct would only rename them.
+pub fn hash_all(
+    root: &Path,
+    work: &[WalkEntry],
+    previous: &HashMap<RelPath, RecordHead>,
+    manifest_dirs: &HashSet<Vec<u8>>,
+    opts: &WalkOptions,
+    progress: &ScanProgress,
+    cancel: &AtomicBool,
+    sink: &(dyn Fn(Vec<FileRecord>) + Sync),
+) -> Result<HashCounts, ScanError> {
+    let next = AtomicUsize::new(0);
+    let totals = Mutex::new(HashCounts::default());
+    let threads = opts.thread_count().min(work.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; READ_BUFFER];
+                let mut counts = HashCounts::default();
+                let mut out = Vec::with_capacity(SINK_CHUNK.min(work.len()));
+                loop {
+                    if cancel.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(entry) = work.get(i) else { break };
+                    let Some(mut record) = examine(root, entry, &mut buf, &mut counts, progress)
+                    else {
+                        counts.vanished += 1;
+                        continue;
+                    };
+                    if let Some(prev) = previous.get(&record.path) {
+                        // A racily clean file that hashes the same is not a change.
+                        if prev.kind == record.kind
+                            && prev.fingerprint == record.fingerprint
+                            && prev.sha256 == record.sha256
+                            && prev.error == record.error
+                        {
+                            continue;
+                        }
+                    }
+                    record.component = component_of(&record.path, manifest_dirs);
+                    out.push(record);
+                    if out.len() >= SINK_CHUNK {
+                        sink(std::mem::take(&mut out));
+                    }
+                }
+                if !out.is_empty() {
+                    sink(out);
+                }
+                let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                t.hashed += counts.hashed;
+                t.bytes += counts.bytes;
+                t.errors += counts.errors;
+                t.vanished += counts.vanished;
+            });
+        }
+    });
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ScanError::Cancelled);
+    }
+    Ok(totals.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Builds the record of one entry from the disk. Returns `None` when the entry vanished.
+pub fn examine(
+    root: &Path,
+    entry: &WalkEntry,
+    buf: &mut [u8],
+    counts: &mut HashCounts,
+    progress: &ScanProgress,
+) -> Option<FileRecord> {
+    let abs = entry.path.to_fs(root);
     let mut record = FileRecord {
-        path: rel,
-        kind,
-        fingerprint,
+        kind: entry.kind,
+        fingerprint: entry.fingerprint,
+        sha256: None,
+        error: None,
+        path: entry.path.clone(),
         file_type: String::new(),
-        purpose: super::record::Purpose::Other,
+        purpose: Purpose::Other,
         description: String::new(),
         component: String::new(),
-        sha256: None,
         symlink_target: None,
-        error: None,
         clock: 0,
         dependencies: Vec::new(),
         externals: Vec::new(),
     };
     let mut head: Vec<u8> = Vec::new();
-    match kind {
+    match entry.kind {
         FileKind::Regular => match hash_file(&abs, buf) {
             Ok(h) => {
-                counters.files_hashed += 1;
-                counters.bytes_hashed += h.bytes;
+                counts.hashed += 1;
+                counts.bytes += h.bytes;
                 progress.files_hashed.fetch_add(1, Ordering::Relaxed);
                 progress.bytes_hashed.fetch_add(h.bytes, Ordering::Relaxed);
                 record.sha256 = Some(h.sha256);
                 record.fingerprint = h.fingerprint;
                 head = h.head;
             }
-            Err(super::hash::HashError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return None;
-            }
+            Err(HashError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                counters.errors += 1;
+                counts.errors += 1;
                 tracing::warn!(path = %record.path, error = %e, "cannot read file");
                 record.error = Some(e.to_string());
             }
@@ -323,7 +460,7 @@ pub fn examine(
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                counters.errors += 1;
+                counts.errors += 1;
                 record.error = Some(e.to_string());
             }
         },
@@ -331,7 +468,7 @@ pub fn examine(
         FileKind::Fifo | FileKind::Socket | FileKind::BlockDevice | FileKind::CharDevice => {}
     }
     let class = classify(&record.path, &head);
-    record.file_type = match kind {
+    record.file_type = match entry.kind {
         FileKind::Regular => class.file_type,
         FileKind::Symlink => "symlink".to_string(),
         FileKind::Fifo => "fifo".to_string(),
@@ -341,14 +478,6 @@ pub fn examine(
     record.purpose = class.purpose;
     record.description = class.description;
     Some(record)
-}
-
-/// Sets every record's component from the manifests present among the records.
-pub fn assign_components(records: &mut [FileRecord]) {
-    let dirs = manifest_dirs(records.iter().map(|r| &r.path));
-    for r in records.iter_mut() {
-        r.component = component_of(&r.path, &dirs);
-    }
 }
 
 /// Nanoseconds since the Unix epoch, now.

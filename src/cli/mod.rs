@@ -2,6 +2,7 @@
 
 mod catalog;
 mod output;
+mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,35 @@ enum Command {
     },
     /// List watched roots.
     Roots,
+    /// Agents: register, find, remove, metrics, leases.
+    #[command(subcommand)]
+    Agent(registry::AgentCmd),
+    /// Workflow definitions, versions, defaults and readiness.
+    #[command(subcommand)]
+    Workflow(registry::WorkflowCmd),
+    /// Runs of workflows: start, progress, finish, history.
+    #[command(subcommand)]
+    Run(registry::RunCmd),
+    /// Versioned session memory: save, restore, history, retention.
+    #[command(subcommand)]
+    Session(registry::SessionCmd),
+    /// The knowledge graph: neighbors, related nodes, paths, rebuild.
+    #[command(subcommand)]
+    Kg(registry::KgCmd),
+    /// Write the whole database as JSON (`-` for standard output).
+    Export { file: PathBuf },
+    /// Import a JSON document written by `wfdb export` (all or nothing).
+    Import {
+        file: PathBuf,
+        /// Only validate the document.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A report of roots, agents, workflows, sessions and the knowledge graph.
+    Report {
+        #[arg(long, value_enum, default_value = "text")]
+        format: registry::ReportFormat,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -196,5 +226,13 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
             catalog::unwatch(channel, root, keep_records, &out).await
         }
         Command::Roots => catalog::roots(channel, &out).await,
+        Command::Agent(cmd) => registry::agent(channel, cmd, &out).await,
+        Command::Workflow(cmd) => registry::workflow(channel, cmd, &out).await,
+        Command::Run(cmd) => registry::run(channel, cmd, &out).await,
+        Command::Session(cmd) => registry::session(channel, cmd, &out).await,
+        Command::Kg(cmd) => registry::kg(channel, cmd, &out).await,
+        Command::Export { file } => registry::export(channel, file, &out).await,
+        Command::Import { file, dry_run } => registry::import(channel, file, dry_run, &out).await,
+        Command::Report { format } => registry::report(channel, format, &out).await,
     }
 }

@@ -292,6 +292,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         return Ok(());
     }
     state.persist_roots()?;
+    // The original's default workflows, installed once per database (issue 7).
+    let installed = state
+        .store
+        .registry()?
+        .install_default_workflows_once(crate::catalog::scan::now_ns() / 1_000_000)
+        .map_err(|e| DaemonError::Internal(format!("installing the default workflows: {e}")))?;
+    if !installed.is_empty() {
+        tracing::info!(workflows = ?installed, "installed the default workflows");
+    }
 
     let uds = listen::bind_unix(&opts.socket)?;
     let _socket_guard = listen::SocketGuard(opts.socket.clone());

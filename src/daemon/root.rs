@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::catalog::{self, ScanProgress, ScanReport, WalkOptions};
+use crate::catalog::{self, FileRecord, ScanProgress, ScanReport, WalkOptions};
 use crate::store::RootStore;
 
 use super::DaemonError;
@@ -97,25 +97,87 @@ fn reconcile_blocking(
     reason: String,
 ) -> Result<ScanReport, DaemonError> {
     let t0 = Instant::now();
-    let previous = store.load_all()?;
     let meta = store.meta()?;
     let previous_started = meta.last_scan.as_ref().map(|s| s.started_ns);
-    let result = catalog::scan(path, &previous, previous_started, opts, progress, cancel)?;
-    let changes = catalog::diff(&previous, &result);
+    // Load the stored record heads while the walk runs: both are needed only by the plan.
+    let (previous, walked) = std::thread::scope(|scope| {
+        let heads = scope.spawn(|| store.load_heads());
+        let walked = catalog::walk(path, opts, progress, cancel);
+        let heads = heads.join().unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Sled(
+                "loading records panicked".into(),
+            ))
+        });
+        (heads, walked)
+    });
+    let (previous, walked) = (previous?, walked?);
+    let t_walk = t0.elapsed();
+    let plan = catalog::plan(&walked, &previous, previous_started);
+    let clock = meta.clock + 1;
+
+    // Records are written by one writer thread while the hashing threads go on.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FileRecord>>(4);
+    let previous = &previous;
+    let (counts, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            let mut added = 0u64;
+            let mut modified = 0u64;
+            for mut chunk in rx {
+                for rec in &chunk {
+                    if previous.contains_key(&rec.path) {
+                        modified += 1;
+                    } else {
+                        added += 1;
+                    }
+                }
+                store.put_records(&mut chunk, clock)?;
+            }
+            Ok::<_, DaemonError>((added, modified))
+        });
+        let sink = move |chunk: Vec<FileRecord>| {
+            // A failed writer ends the channel; its error is reported below.
+            let _ = tx.send(chunk);
+        };
+        let counts = catalog::hash_all(
+            path,
+            &plan.work,
+            previous,
+            &plan.manifest_dirs,
+            opts,
+            progress,
+            cancel,
+            &sink,
+        );
+        drop(sink);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(DaemonError::Internal("catalog writer panicked".into())));
+        (counts, written)
+    });
+    let counts = counts?;
+    let (added, modified) = written?;
+    let changed = added + modified + plan.removed.len() as u64 + plan.recomponent.len() as u64;
     let report = ScanReport {
-        started_ns: result.started_ns,
+        started_ns: walked.started_ns,
         duration_ms: t0.elapsed().as_millis() as u64,
-        files_seen: result.records.len() as u64,
-        files_hashed: result.files_hashed,
-        files_skipped: result.files_skipped,
-        files_added: changes.added,
-        files_modified: changes.modified,
-        files_removed: changes.removed.len() as u64,
-        bytes_hashed: result.bytes_hashed,
-        errors: result.errors,
+        files_seen: walked.entries.len() as u64,
+        files_hashed: counts.hashed,
+        files_skipped: plan.skipped,
+        files_added: added,
+        files_modified: modified,
+        files_removed: plan.removed.len() as u64,
+        bytes_hashed: counts.bytes,
+        errors: walked.errors + counts.errors,
         reason,
     };
-    let clock = store.apply(changes, Some(report.clone()))?;
+    // The clock ticks only when something changed.
+    let final_clock = if changed > 0 { clock } else { meta.clock };
+    store.commit(
+        final_clock,
+        &plan.removed,
+        &plan.recomponent,
+        Some(report.clone()),
+    )?;
     tracing::info!(
         root = %path.display(),
         files = report.files_seen,
@@ -125,7 +187,8 @@ fn reconcile_blocking(
         modified = report.files_modified,
         removed = report.files_removed,
         errors = report.errors,
-        clock,
+        clock = final_clock,
+        walk_ms = t_walk.as_millis() as u64,
         ms = report.duration_ms,
         reason = %report.reason,
         "reconciled"

@@ -11,8 +11,10 @@
 //! type (`from_agent_info`/`to_agent_info`, `from_original_json`/`to_original_json`).
 
 pub mod agent;
+pub mod document;
 pub mod json;
 pub mod knowledge;
+pub mod report;
 pub mod run;
 pub mod session;
 pub mod time;

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::agents::OwnerMatcher;
 use super::convert::{file_info, request_path, scan_report};
 use super::status_of;
 use crate::catalog::FileFilter;
@@ -39,6 +40,14 @@ impl CatalogService {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Fills `related_agents`: the agents whose owned-path globs match the file.
+fn with_owners(mut info: proto::FileInfo, owners: &OwnerMatcher) -> proto::FileInfo {
+    if !owners.is_empty() {
+        info.related_agents = owners.owners(&info.path);
+    }
+    info
+}
+
 fn store_status(e: crate::store::StoreError) -> Status {
     status_of(e.into())
 }
@@ -55,7 +64,10 @@ impl proto::catalog_server::Catalog for CatalogService {
         let clock = root.store.meta().map_err(store_status)?.clock;
         match root.store.get(&path).map_err(store_status)? {
             Some(rec) => Ok(Response::new(proto::GetFileResponse {
-                file: Some(file_info(&rec)),
+                file: Some(with_owners(
+                    file_info(&rec),
+                    &OwnerMatcher::load(&self.state),
+                )),
                 clock,
                 instance_id: self.state.store.instance_id().to_string(),
             })),
@@ -96,7 +108,9 @@ impl proto::catalog_server::Catalog for CatalogService {
         let limit = if req.limit == 0 { u64::MAX } else { req.limit };
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.state.shutdown.clone();
+        let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || {
+            let owners = OwnerMatcher::load(&state);
             let mut chunk = Vec::with_capacity(CHUNK);
             let mut sent = 0u64;
             let send = |files: Vec<proto::FileInfo>| {
@@ -123,7 +137,7 @@ impl proto::catalog_server::Catalog for CatalogService {
                 if !filter.matches(&rec) {
                     continue;
                 }
-                chunk.push(file_info(&rec));
+                chunk.push(with_owners(file_info(&rec), &owners));
                 sent += 1;
                 if chunk.len() == CHUNK
                     && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))

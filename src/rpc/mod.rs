@@ -2,9 +2,16 @@
 //! token check for TCP, health and reflection. The only module that knows gRPC types.
 
 pub mod admin;
+pub mod agents;
 pub mod auth;
 pub mod catalog;
 pub mod convert;
+pub mod knowledge;
+pub mod registry;
+pub mod sessions;
+pub mod structs;
+pub mod transfer;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -16,7 +23,12 @@ use tonic::Status;
 
 use crate::daemon::{DaemonError, DaemonState};
 use crate::proto::admin_server::AdminServer;
+use crate::proto::agents_server::AgentsServer;
 use crate::proto::catalog_server::CatalogServer;
+use crate::proto::knowledge_server::KnowledgeServer;
+use crate::proto::sessions_server::SessionsServer;
+use crate::proto::transfer_server::TransferServer;
+use crate::proto::workflows_server::WorkflowsServer;
 
 /// The encoded descriptors of the public protos, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -68,6 +80,32 @@ pub async fn spawn_servers(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
+    let reg = registry::RegistryContext::start(Arc::clone(&state))?;
+    health_reporter
+        .set_serving::<AgentsServer<agents::AgentsService>>()
+        .await;
+    health_reporter
+        .set_serving::<WorkflowsServer<workflows::WorkflowsService>>()
+        .await;
+    health_reporter
+        .set_serving::<SessionsServer<sessions::SessionsService>>()
+        .await;
+    health_reporter
+        .set_serving::<KnowledgeServer<knowledge::KnowledgeService>>()
+        .await;
+    health_reporter
+        .set_serving::<TransferServer<transfer::TransferService>>()
+        .await;
+    let agents = AgentsServer::new(agents::AgentsService::new(reg.clone()));
+    let workflows = WorkflowsServer::new(workflows::WorkflowsService::new(reg.clone()));
+    let sessions = SessionsServer::new(sessions::SessionsService::new(reg.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let knowledge = KnowledgeServer::new(knowledge::KnowledgeService::new(reg.clone()))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let transfer = TransferServer::new(transfer::TransferService::new(reg))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let mut handles = Vec::new();
     {
@@ -76,7 +114,12 @@ pub async fn spawn_servers(
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
             .add_service(catalog.clone())
-            .add_service(admin.clone());
+            .add_service(admin.clone())
+            .add_service(agents.clone())
+            .add_service(workflows.clone())
+            .add_service(sessions.clone())
+            .add_service(knowledge.clone())
+            .add_service(transfer.clone());
         let shutdown = state.shutdown.clone();
         handles.push(tokio::spawn(async move {
             let incoming = UnixListenerStream::new(uds);
@@ -98,7 +141,12 @@ pub async fn spawn_servers(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(catalog)
-            .add_service(admin);
+            .add_service(admin)
+            .add_service(agents)
+            .add_service(workflows)
+            .add_service(sessions)
+            .add_service(knowledge)
+            .add_service(transfer);
         let shutdown = state.shutdown.clone();
         let addr = tcp.local_addr().ok();
         tracing::info!(?addr, "listening on TCP (bearer token required)");

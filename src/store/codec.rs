@@ -50,6 +50,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         .map_err(|e| CodecError::Corrupt(e.to_string()))
 }
 
+/// Decodes only the leading fields of a value written by [`encode`]: `T` must be a prefix of
+/// the stored struct's fields, in order.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version != SCHEMA_VERSION {
+        return Err(CodecError::UnknownVersion { found: version });
+    }
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .with_limit(DECODE_LIMIT)
+        .allow_trailing_bytes()
+        .deserialize(body)
+        .map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +88,13 @@ mod tests {
             decode::<(u64, String)>(&[SCHEMA_VERSION, 1, 250, 255, 255]),
             Err(CodecError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn prefix_decodes_leading_fields() {
+        let bytes = encode(&(7u64, "rest".to_string(), vec![1u8, 2, 3])).unwrap();
+        let head: (u64,) = decode_prefix(&bytes).unwrap();
+        assert_eq!(head, (7,));
     }
 
     #[test]

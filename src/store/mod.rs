@@ -3,15 +3,16 @@
 //! `apply_batch`.
 
 pub mod codec;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{ChangeSet, FileRecord, ScanReport};
+use crate::catalog::{ChangeSet, FileRecord, RecordHead, ScanReport};
 use crate::paths::RelPath;
-use codec::{decode, encode, CodecError};
+use codec::{decode, decode_prefix, encode, CodecError};
 
 /// Default bound of sled's page cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -299,6 +300,64 @@ impl RootStore {
             map.insert(rec.path.clone(), rec);
         }
         Ok(map)
+    }
+
+    /// The leading fields of every record (what a reconcile compares), keyed by path; decodes
+    /// far less than [`RootStore::load_all`].
+    pub fn load_heads(&self) -> Result<HashMap<RelPath, RecordHead>> {
+        let mut map = HashMap::new();
+        for item in self.tree.scan_prefix(FILE_PREFIX) {
+            let (key, value) = item?;
+            let Ok(path) = RelPath::parse(&key[FILE_PREFIX.len()..]) else {
+                continue;
+            };
+            map.insert(path, decode_prefix(&value)?);
+        }
+        Ok(map)
+    }
+
+    /// Writes records stamped with `clock` in one atomic batch, without touching the root's
+    /// clock: a reconcile streams its records with this, then seals them with [`RootStore::commit`].
+    pub fn put_records(&self, records: &mut [FileRecord], clock: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for rec in records.iter_mut() {
+            rec.clock = clock;
+            batch.insert(file_key(&rec.path), encode(rec)?);
+            batch.remove(tombstone_key(&rec.path));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Ends a reconcile in one atomic batch: removals (with tombstones), component updates of
+    /// unchanged records, the clock and the scan figures.
+    pub fn commit(
+        &self,
+        clock: u64,
+        removed: &[RelPath],
+        recomponent: &[(RelPath, String)],
+        report: Option<ScanReport>,
+    ) -> Result<()> {
+        let mut meta = self.meta()?;
+        let mut batch = sled::Batch::default();
+        for (path, component) in recomponent {
+            if let Some(mut rec) = self.get(path)? {
+                rec.component = component.clone();
+                rec.clock = clock;
+                batch.insert(file_key(path), encode(&rec)?);
+            }
+        }
+        for path in removed {
+            batch.remove(file_key(path));
+            batch.insert(tombstone_key(path), encode(&clock)?);
+        }
+        meta.clock = meta.clock.max(clock);
+        if report.is_some() {
+            meta.last_scan = report;
+        }
+        batch.insert(ROOT_META_KEY, encode(&meta)?);
+        self.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Paths removed after `clock`, with the clock of their removal.

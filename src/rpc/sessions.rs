@@ -1,0 +1,248 @@
+//! The Sessions service: every save is a new, durable version carrying every root's catalog
+//! clock; restore, history, listing, deletion, size limit and retention.
+
+use tonic::{Request, Response, Status};
+
+use super::registry::{now_ms, RegistryContext};
+use super::structs::{struct_of_text, text_of};
+use crate::proto;
+use crate::registry::{SessionVersion, SessionVersionMeta};
+use crate::store::registry::{RegistrySettings, RegistryStoreError};
+
+/// Saves and restores session memory.
+pub struct SessionsService {
+    ctx: RegistryContext,
+}
+
+impl SessionsService {
+    /// A service over the registry.
+    pub fn new(ctx: RegistryContext) -> Self {
+        SessionsService { ctx }
+    }
+}
+
+/// A version's meta as served.
+pub fn meta_proto(m: &SessionVersionMeta, versions: u64) -> proto::SessionMeta {
+    proto::SessionMeta {
+        session_id: m.session_id.clone(),
+        version: m.version,
+        timestamp: m.timestamp.clone(),
+        saved_at_ms: m.saved_at_ms,
+        size_bytes: m.encoded_size,
+        versions,
+    }
+}
+
+/// Root clocks as served.
+fn clocks_proto(clocks: &[(String, u64)]) -> Vec<proto::RootClock> {
+    clocks
+        .iter()
+        .map(|(root, clock)| proto::RootClock {
+            root: root.clone(),
+            clock: *clock,
+        })
+        .collect()
+}
+
+/// A session version as served.
+pub fn session_proto(s: &SessionVersion) -> proto::Session {
+    proto::Session {
+        session_id: s.session_id.clone(),
+        timestamp: s.timestamp.clone(),
+        context_snapshot: Some(struct_of_text(&s.context_snapshot_json)),
+        agent_states: Some(struct_of_text(&s.agent_states_json)),
+        workflow_progress: Some(struct_of_text(&s.workflow_progress_json)),
+        learned_patterns: s.learned_patterns.clone(),
+        version: s.version,
+        saved_at_ms: s.saved_at_ms,
+        root_clocks: clocks_proto(&s.root_clocks),
+    }
+}
+
+/// Settings as served.
+fn settings_proto(s: &RegistrySettings) -> proto::SessionSettings {
+    proto::SessionSettings {
+        max_session_bytes: s.max_session_bytes,
+        keep_last: s.retention.keep_last.map_or(0, |n| n as u64),
+        max_age_ms: s.retention.max_age_ms.unwrap_or(0),
+    }
+}
+
+fn unknown_session(id: &str, version: Option<u64>) -> RegistryStoreError {
+    RegistryStoreError::NotFound(match version {
+        Some(v) => {
+            format!("session {id:?} has no version {v}; `wfdb session history {id}` lists them")
+        }
+        None => format!("no session {id:?}; `wfdb session list` shows the sessions"),
+    })
+}
+
+#[tonic::async_trait]
+impl proto::sessions_server::Sessions for SessionsService {
+    async fn save_session(
+        &self,
+        request: Request<proto::SaveSessionRequest>,
+    ) -> Result<Response<proto::SaveSessionResponse>, Status> {
+        let Some(p) = request.into_inner().session else {
+            return Err(Status::invalid_argument("a session is needed"));
+        };
+        let now = now_ms();
+        let timestamp = (!p.timestamp.is_empty()).then(|| p.timestamp.clone());
+        let mut s = SessionVersion::new(p.session_id.clone(), timestamp, now);
+        s.context_snapshot_json = text_of(p.context_snapshot.as_ref());
+        s.agent_states_json = text_of(p.agent_states.as_ref());
+        s.workflow_progress_json = text_of(p.workflow_progress.as_ref());
+        s.learned_patterns = p.learned_patterns;
+        let mut clocks = Vec::new();
+        for root in self.ctx.state.roots() {
+            let meta = root
+                .store
+                .meta()
+                .map_err(|e| super::status_of(crate::daemon::DaemonError::Store(e)))?;
+            clocks.push((root.path.display().to_string(), meta.clock));
+        }
+        s.root_clocks = clocks;
+        s.normalize();
+        let (meta, pruned, clocks) = self
+            .ctx
+            .blocking(move |reg| {
+                let settings = reg.settings()?;
+                s.check(settings.max_session_bytes)?;
+                let clocks = s.root_clocks.clone();
+                let (meta, pruned) = reg.save_session(s, &settings.retention, now)?;
+                Ok((meta, pruned, clocks))
+            })
+            .await?;
+        Ok(Response::new(proto::SaveSessionResponse {
+            meta: Some(meta_proto(&meta, 0)),
+            root_clocks: clocks_proto(&clocks),
+            pruned,
+        }))
+    }
+
+    async fn restore_session(
+        &self,
+        request: Request<proto::RestoreSessionRequest>,
+    ) -> Result<Response<proto::RestoreSessionResponse>, Status> {
+        let req = request.into_inner();
+        let version = (req.version != 0).then_some(req.version);
+        let s = self
+            .ctx
+            .blocking(move |reg| {
+                reg.session(&req.session_id, version)?
+                    .ok_or_else(|| unknown_session(&req.session_id, version))
+            })
+            .await?;
+        Ok(Response::new(proto::RestoreSessionResponse {
+            session: Some(session_proto(&s)),
+        }))
+    }
+
+    async fn session_history(
+        &self,
+        request: Request<proto::SessionHistoryRequest>,
+    ) -> Result<Response<proto::SessionHistoryResponse>, Status> {
+        let id = request.into_inner().session_id;
+        let history = self
+            .ctx
+            .blocking(move |reg| {
+                let h = reg.session_history(&id)?;
+                if h.is_empty() {
+                    return Err(unknown_session(&id, None));
+                }
+                Ok(h)
+            })
+            .await?;
+        let n = history.len() as u64;
+        Ok(Response::new(proto::SessionHistoryResponse {
+            versions: history.iter().map(|m| meta_proto(m, n)).collect(),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        let req = request.into_inner();
+        let prefix = req.prefix.clone();
+        let mut metas = self
+            .ctx
+            .blocking(move |reg| reg.latest_session_metas_with_prefix(&prefix))
+            .await?;
+        metas.retain(|(m, _)| {
+            (req.saved_after_ms == 0 || m.saved_at_ms >= req.saved_after_ms)
+                && (req.saved_before_ms == 0 || m.saved_at_ms < req.saved_before_ms)
+        });
+        metas.sort_by(|(a, _), (b, _)| {
+            b.saved_at_ms
+                .cmp(&a.saved_at_ms)
+                .then_with(|| a.session_id.cmp(&b.session_id))
+        });
+        if req.limit > 0 {
+            metas.truncate(usize::try_from(req.limit).unwrap_or(usize::MAX));
+        }
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: metas.iter().map(|(m, n)| meta_proto(m, *n)).collect(),
+        }))
+    }
+
+    async fn delete_session(
+        &self,
+        request: Request<proto::DeleteSessionRequest>,
+    ) -> Result<Response<proto::DeleteSessionResponse>, Status> {
+        let req = request.into_inner();
+        let version = (req.version != 0).then_some(req.version);
+        let deleted = self
+            .ctx
+            .blocking(move |reg| reg.delete_session(&req.session_id, version))
+            .await?;
+        Ok(Response::new(proto::DeleteSessionResponse { deleted }))
+    }
+
+    async fn get_session_settings(
+        &self,
+        _request: Request<proto::GetSessionSettingsRequest>,
+    ) -> Result<Response<proto::SessionSettingsResponse>, Status> {
+        let s = self.ctx.blocking(|reg| reg.settings()).await?;
+        Ok(Response::new(proto::SessionSettingsResponse {
+            settings: Some(settings_proto(&s)),
+            pruned: 0,
+        }))
+    }
+
+    async fn set_session_settings(
+        &self,
+        request: Request<proto::SetSessionSettingsRequest>,
+    ) -> Result<Response<proto::SessionSettingsResponse>, Status> {
+        let req = request.into_inner();
+        if req.max_session_bytes == Some(0) {
+            return Err(Status::invalid_argument(
+                "max_session_bytes must be above 0",
+            ));
+        }
+        let now = now_ms();
+        let (s, pruned) = self
+            .ctx
+            .blocking(move |reg| {
+                let mut s = reg.settings()?;
+                if let Some(m) = req.max_session_bytes {
+                    s.max_session_bytes = m;
+                }
+                if let Some(k) = req.keep_last {
+                    s.retention.keep_last =
+                        (k > 0).then(|| usize::try_from(k).unwrap_or(usize::MAX));
+                }
+                if let Some(a) = req.max_age_ms {
+                    s.retention.max_age_ms = (a > 0).then_some(a);
+                }
+                reg.set_settings(&s)?;
+                let pruned = reg.prune_all_sessions(&s.retention, now)?;
+                Ok((s, pruned))
+            })
+            .await?;
+        Ok(Response::new(proto::SessionSettingsResponse {
+            settings: Some(settings_proto(&s)),
+            pruned,
+        }))
+    }
+}
