@@ -456,3 +456,39 @@ async fn listings_filter_and_bad_requests_are_refused() {
     assert_eq!(report.reason, "rescan");
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_restart_still_hashes_only_what_changed() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    for i in 0..30 {
+        write_old(&root.join(format!("f{i}.txt")), format!("v{i}").as_bytes());
+    }
+    let mut d = start(&dirs, &[root.as_os_str()]).await;
+    // kill -9: no clean shutdown, no record-heads snapshot; the records themselves are read.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    std::fs::write(root.join("f3.txt"), b"changed while the daemon was dead").unwrap();
+    std::fs::remove_file(root.join("f4.txt")).unwrap();
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let stats = d
+        .catalog()
+        .await
+        .stats(proto::StatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let scan = stats.roots[0].last_scan.clone().unwrap();
+    assert_eq!(
+        (scan.files_hashed, scan.files_modified, scan.files_removed),
+        (1, 1, 1),
+        "{scan:?}"
+    );
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    assert_eq!(got.len(), truth.len());
+    for (path, t) in &truth {
+        assert_eq!(got[path].sha256, t.sha256);
+    }
+    assert!(d.stop().success());
+}

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod filter;
 pub mod hash;
 pub mod record;
+pub mod rules;
 pub mod scan;
 
 pub use filter::FileFilter;

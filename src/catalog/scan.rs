@@ -6,14 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use ignore::{WalkBuilder, WalkState};
 
 use super::classify::{classify, component_of, manifest_dirs};
 use super::hash::{hash_file, HashError};
 use super::record::{FileKind, FileRecord, Fingerprint, Purpose, RecordHead};
+use super::rules::{IgnoreRules, Layer};
 use crate::paths::RelPath;
 
 /// Read buffer per hashing thread.
@@ -87,7 +86,9 @@ pub struct Walked {
     pub started_ns: i64,
 }
 
-/// Lists a root: every entry that is not ignored, with its `lstat` fingerprint.
+/// Lists a root: every entry that is not ignored, with its `lstat` fingerprint. Folders are
+/// listed in parallel, one per thread at a time; entries are stat'ed through the folder's
+/// handle (`fstatat`), and ignore files are read only where a listing shows one.
 pub fn walk(
     root: &Path,
     opts: &WalkOptions,
@@ -102,16 +103,28 @@ pub fn walk(
             std::io::Error::other("not a folder"),
         ));
     }
+    let rules = IgnoreRules::new(root, &opts.ignore_globs, &opts.exclude)?;
+    let queue = WorkQueue::new((root.to_path_buf(), rules.base()));
     let shared = Mutex::new(Walked::default());
-    walk_builder(root, opts)?.build_parallel().run(|| {
-        let mut visitor = Visitor {
-            root,
-            progress,
-            cancel,
-            local: Walked::default(),
-            shared: &shared,
-        };
-        Box::new(move |entry| visitor.visit(entry))
+    std::thread::scope(|scope| {
+        for _ in 0..opts.thread_count() {
+            scope.spawn(|| {
+                let mut local = Walked::default();
+                let mut seen = 0u64;
+                while let Some((dir, parent_layer)) = queue.pop() {
+                    if cancel.load(Ordering::Relaxed) {
+                        queue.done(Vec::new());
+                        continue;
+                    }
+                    let subdirs = list_dir(root, &rules, &dir, &parent_layer, &mut local);
+                    queue.done(subdirs);
+                    let n = local.entries.len() as u64;
+                    progress.files_seen.fetch_add(n - seen, Ordering::Relaxed);
+                    seen = n;
+                }
+                merge(&shared, &mut local);
+            });
+        }
     });
     if cancel.load(Ordering::Relaxed) {
         return Err(ScanError::Cancelled);
@@ -121,32 +134,120 @@ pub fn walk(
     Ok(walked)
 }
 
-/// One walker thread's state; what it gathered is merged into the shared result in chunks
-/// and, for the remainder, when the walker drops it.
-struct Visitor<'a> {
-    root: &'a Path,
-    progress: &'a ScanProgress,
-    cancel: &'a AtomicBool,
-    local: Walked,
-    shared: &'a Mutex<Walked>,
-}
-
-impl Visitor<'_> {
-    fn visit(&mut self, entry: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
-        if self.cancel.load(Ordering::Relaxed) {
-            return WalkState::Quit;
+/// Lists one folder into `local`; returns its subfolders to walk, with its ignore layer.
+fn list_dir(
+    root: &Path,
+    rules: &IgnoreRules,
+    dir: &Path,
+    parent_layer: &Arc<Layer>,
+    local: &mut Walked,
+) -> Vec<(PathBuf, Arc<Layer>)> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            local.errors += 1;
+            tracing::warn!(path = %dir.display(), error = %e, "cannot list folder; keeping its previous records");
+            if let Ok(rel) = RelPath::from_fs(root, dir) {
+                local.unreadable_dirs.push(rel);
+            }
+            return Vec::new();
         }
-        visit(self.root, entry, &mut self.local, self.progress);
-        if self.local.entries.len() >= SINK_CHUNK || self.local.dirs.len() >= SINK_CHUNK {
-            merge(self.shared, &mut self.local);
+    };
+    let mut listing = Vec::new();
+    let (mut has_gitignore, mut has_dot_ignore) = (false, false);
+    for item in read {
+        match item {
+            Ok(entry) => {
+                let name = entry.file_name();
+                has_gitignore |= name == ".gitignore";
+                has_dot_ignore |= name == ".ignore";
+                listing.push(entry);
+            }
+            Err(e) => {
+                local.errors += 1;
+                tracing::warn!(path = %dir.display(), error = %e, "cannot read a folder entry");
+            }
         }
-        WalkState::Continue
     }
+    let layer = rules.layer_for(parent_layer, dir, has_gitignore, has_dot_ignore);
+    let mut subdirs = Vec::new();
+    for entry in listing {
+        let path = entry.path();
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let is_dir = file_type.is_dir();
+        if rules.is_ignored(&layer, &path, is_dir) {
+            continue;
+        }
+        let Ok(rel) = RelPath::from_fs(root, &path) else {
+            continue;
+        };
+        if is_dir {
+            local.dirs.push(rel);
+            subdirs.push((path, Arc::clone(&layer)));
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Vanished between listing and stat: it is simply not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(path = %rel, error = %e, "cannot stat");
+                local.errors += 1;
+                local.unreadable_dirs.push(rel);
+                continue;
+            }
+        };
+        let Some(kind) = FileKind::from_file_type(meta.file_type()) else {
+            continue;
+        };
+        local.entries.push(WalkEntry {
+            path: rel,
+            kind,
+            fingerprint: Fingerprint::of(&meta),
+        });
+    }
+    subdirs
 }
 
-impl Drop for Visitor<'_> {
-    fn drop(&mut self) {
-        merge(self.shared, &mut self.local);
+/// A stack of folders to list, shared by the walking threads, that knows when the walk is
+/// over: no folder queued and none being listed.
+struct WorkQueue<T> {
+    state: Mutex<(Vec<T>, usize)>,
+    ready: Condvar,
+}
+
+impl<T> WorkQueue<T> {
+    fn new(first: T) -> Self {
+        WorkQueue {
+            state: Mutex::new((vec![first], 0)),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// The next folder, or `None` when the walk is over.
+    fn pop(&self) -> Option<T> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(item) = state.0.pop() {
+                state.1 += 1;
+                return Some(item);
+            }
+            if state.1 == 0 {
+                self.ready.notify_all();
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Marks a popped folder as listed, queueing its subfolders.
+    fn done(&self, more: Vec<T>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0.extend(more);
+        state.1 -= 1;
+        self.ready.notify_all();
     }
 }
 
@@ -156,107 +257,6 @@ fn merge(shared: &Mutex<Walked>, local: &mut Walked) {
     s.dirs.append(&mut local.dirs);
     s.unreadable_dirs.append(&mut local.unreadable_dirs);
     s.errors += std::mem::take(&mut local.errors);
-}
-
-fn visit(
-    root: &Path,
-    entry: Result<ignore::DirEntry, ignore::Error>,
-    local: &mut Walked,
-    progress: &ScanProgress,
-) {
-    let entry = match entry {
-        Ok(e) => e,
-        Err(err) => {
-            local.errors += 1;
-            match error_path(&err) {
-                Some(path) => {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot list folder; keeping its previous records");
-                    if let Ok(rel) = RelPath::from_fs(root, path) {
-                        local.unreadable_dirs.push(rel);
-                    }
-                }
-                None => tracing::warn!(error = %err, "walk error"),
-            }
-            return;
-        }
-    };
-    if entry.depth() == 0 {
-        return;
-    }
-    let Ok(rel) = RelPath::from_fs(root, entry.path()) else {
-        return;
-    };
-    if entry.file_type().is_some_and(|t| t.is_dir()) {
-        local.dirs.push(rel);
-        return;
-    }
-    let meta = match std::fs::symlink_metadata(entry.path()) {
-        Ok(m) => m,
-        // Vanished between listing and stat: it is simply not there any more.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            tracing::warn!(path = %rel, error = %e, "cannot stat");
-            local.errors += 1;
-            local.unreadable_dirs.push(rel);
-            return;
-        }
-    };
-    let Some(kind) = FileKind::from_file_type(meta.file_type()) else {
-        return;
-    };
-    progress.files_seen.fetch_add(1, Ordering::Relaxed);
-    local.entries.push(WalkEntry {
-        path: rel,
-        kind,
-        fingerprint: Fingerprint::of(&meta),
-    });
-}
-
-/// The gitignore-aware walker for a root, as configured.
-pub fn walk_builder(root: &Path, opts: &WalkOptions) -> Result<WalkBuilder, ScanError> {
-    let mut overrides = ignore::overrides::OverrideBuilder::new(root);
-    for glob in &opts.ignore_globs {
-        overrides
-            .add(&format!("!{glob}"))
-            .map_err(|e| ScanError::Glob {
-                glob: glob.clone(),
-                message: e.to_string(),
-            })?;
-    }
-    let overrides = overrides.build().map_err(|e| ScanError::Glob {
-        glob: opts.ignore_globs.join(", "),
-        message: e.to_string(),
-    })?;
-    let exclude = opts.exclude.clone();
-    let mut builder = WalkBuilder::new(root);
-    builder
-        // Dotfiles (.github/, .eslintrc.json) belong in the catalog; only .git/ is skipped.
-        .hidden(false)
-        // A .gitignore applies whether or not the tree is a git repository.
-        .require_git(false)
-        .git_ignore(true)
-        .git_exclude(true)
-        .git_global(false)
-        .ignore(true)
-        .parents(true)
-        .follow_links(false)
-        .overrides(overrides)
-        .threads(opts.thread_count())
-        .filter_entry(move |entry| {
-            entry.file_name() != ".git" && !exclude.iter().any(|x| x == entry.path())
-        });
-    Ok(builder)
-}
-
-fn error_path(err: &ignore::Error) -> Option<&Path> {
-    match err {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
-        }
-        ignore::Error::Loop { child, .. } => Some(child),
-        _ => None,
-    }
 }
 
 /// What a reconcile must do after comparing a walk with the stored record heads.
@@ -285,10 +285,15 @@ pub fn plan(
         .map(|ns| ns - COARSE_CLOCK_MARGIN_NS)
         .unwrap_or(i64::MIN);
     let mut plan = Plan::default();
-    let mut seen: HashSet<&RelPath> = HashSet::with_capacity(walked.entries.len());
+    let mut known = 0usize;
+    let mut added_paths = false;
     for entry in &walked.entries {
-        seen.insert(&entry.path);
-        let unchanged = previous.get(&entry.path).is_some_and(|prev| {
+        let prev = previous.get(&entry.path);
+        match prev {
+            Some(_) => known += 1,
+            None => added_paths = true,
+        }
+        let unchanged = prev.is_some_and(|prev| {
             prev.kind == entry.kind
                 && prev.fingerprint == entry.fingerprint
                 && prev.error.is_none()
@@ -300,33 +305,44 @@ pub fn plan(
             plan.work.push(entry.clone());
         }
     }
-    plan.removed = previous
-        .keys()
-        .filter(|p| !seen.contains(p))
-        .filter(|p| {
-            !walked
-                .unreadable_dirs
-                .iter()
-                .any(|d| p.starts_with_dir(d.as_bytes()))
-        })
-        .cloned()
-        .collect();
-    plan.removed.sort();
+    // Every previous path was seen again (the common case): nothing was removed, and no
+    // set needs building.
+    if known < previous.len() {
+        let seen: HashSet<&RelPath> = walked.entries.iter().map(|e| &e.path).collect();
+        plan.removed = previous
+            .keys()
+            .filter(|p| !seen.contains(p))
+            .filter(|p| {
+                !walked
+                    .unreadable_dirs
+                    .iter()
+                    .any(|d| p.starts_with_dir(d.as_bytes()))
+            })
+            .cloned()
+            .collect();
+        plan.removed.sort();
+    }
+    let before = manifest_dirs(previous.keys());
+    if !added_paths && plan.removed.is_empty() {
+        // Same paths as before: the same component roots.
+        plan.manifest_dirs = before;
+        return plan;
+    }
+    let removed: HashSet<&RelPath> = plan.removed.iter().collect();
+    let seen: HashSet<&RelPath> = walked.entries.iter().map(|e| &e.path).collect();
     // Records kept under unreadable folders still count as present.
     let retained = previous
         .keys()
-        .filter(|p| !seen.contains(p) && plan.removed.binary_search(p).is_err());
+        .filter(|p| !seen.contains(p) && !removed.contains(p));
     plan.manifest_dirs = manifest_dirs(walked.entries.iter().map(|e| &e.path).chain(retained));
-    let before = manifest_dirs(previous.keys());
     if before != plan.manifest_dirs {
         let working: HashSet<&RelPath> = plan.work.iter().map(|e| &e.path).collect();
         for path in walked.entries.iter().map(|e| &e.path) {
             if working.contains(path) {
                 continue;
             }
-            let old = component_of(path, &before);
             let new = component_of(path, &plan.manifest_dirs);
-            if old != new {
+            if component_of(path, &before) != new {
                 plan.recomponent.push((path.clone(), new));
             }
         }
@@ -485,4 +501,101 @@ pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, mtime_ns: i64) -> WalkEntry {
+        WalkEntry {
+            path: RelPath::parse(path.as_bytes()).unwrap(),
+            kind: FileKind::Regular,
+            fingerprint: Fingerprint {
+                size: 1,
+                mtime_ns,
+                ctime_ns: mtime_ns,
+                ino: 7,
+                mode: 0o100644,
+            },
+        }
+    }
+
+    fn head(e: &WalkEntry) -> RecordHead {
+        RecordHead {
+            kind: e.kind,
+            fingerprint: e.fingerprint,
+            sha256: Some([1; 32]),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn plan_skips_clean_hashes_changed_and_racy_keeps_unreadable() {
+        let old = [
+            entry("a", 10),
+            entry("b", 10),
+            entry("racy", 1_000_000_000),
+            entry("locked/x", 10),
+            entry("gone", 10),
+        ];
+        let previous: HashMap<RelPath, RecordHead> =
+            old.iter().map(|e| (e.path.clone(), head(e))).collect();
+        let mut changed = entry("b", 20);
+        changed.fingerprint.size = 2;
+        let walked = Walked {
+            entries: vec![
+                entry("a", 10),
+                changed,
+                entry("racy", 1_000_000_000),
+                entry("new", 10),
+            ],
+            unreadable_dirs: vec![RelPath::parse(b"locked").unwrap()],
+            ..Default::default()
+        };
+        // The previous scan started 50 ms after "racy" was written: within the margin.
+        let p = plan(&walked, &previous, Some(1_050_000_000));
+        let work: Vec<String> = p.work.iter().map(|e| e.path.to_lossy()).collect();
+        assert_eq!(work, vec!["b", "racy", "new"]);
+        assert_eq!(p.skipped, 1);
+        assert_eq!(p.removed, vec![RelPath::parse(b"gone").unwrap()]);
+        // A previous record with an error is always retried.
+        let mut with_error = previous.clone();
+        if let Some(h) = with_error.get_mut(&RelPath::parse(b"a").unwrap()) {
+            h.error = Some("denied".into());
+        }
+        let p = plan(&walked, &with_error, Some(1_050_000_000));
+        assert!(p.work.iter().any(|e| e.path.as_bytes() == b"a"));
+    }
+
+    #[test]
+    fn a_new_manifest_moves_unchanged_files_to_its_component() {
+        let old = [
+            entry("repo/pkg/src/lib.rs", 10),
+            entry("repo/notes.txt", 10),
+        ];
+        let previous: HashMap<RelPath, RecordHead> =
+            old.iter().map(|e| (e.path.clone(), head(e))).collect();
+        let walked = Walked {
+            entries: vec![
+                entry("repo/pkg/src/lib.rs", 10),
+                entry("repo/notes.txt", 10),
+                entry("repo/pkg/Cargo.toml", 10),
+            ],
+            ..Default::default()
+        };
+        let p = plan(&walked, &previous, Some(i64::MAX / 2));
+        // lib.rs moves from the top-level folder "repo" to the new component "repo/pkg";
+        // notes.txt stays; Cargo.toml itself is new and gets its component when hashed.
+        let moved: Vec<(String, String)> = p
+            .recomponent
+            .iter()
+            .map(|(p, c)| (p.to_lossy(), c.clone()))
+            .collect();
+        assert_eq!(
+            moved,
+            vec![("repo/pkg/src/lib.rs".to_string(), "repo/pkg".to_string())]
+        );
+        assert!(p.manifest_dirs.contains(&b"repo/pkg"[..]));
+    }
 }

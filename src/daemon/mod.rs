@@ -241,7 +241,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         Some(p) => Some(listen::read_token(p)?),
         None => None,
     };
+    let t_open = Instant::now();
     let store = Store::open(&opts.db, opts.cache_bytes)?;
+    tracing::debug!(ms = t_open.elapsed().as_millis() as u64, db = %opts.db.display(), "database opened");
     let mut exclude = vec![std::fs::canonicalize(&opts.db).unwrap_or_else(|_| opts.db.clone())];
     if let (Some(parent), Some(name)) = (opts.socket.parent(), opts.socket.file_name()) {
         if let Ok(parent) = std::fs::canonicalize(parent) {
@@ -254,7 +256,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         threads: 0,
     };
     // Validate globs before any work so a typo is reported at once.
-    crate::catalog::scan::walk_builder(Path::new("/"), &walk)?;
+    crate::catalog::rules::IgnoreRules::new(Path::new("/"), &walk.ignore_globs, &[])?;
     let state = Arc::new(DaemonState::new(store, walk));
     spawn_signal_handler(Arc::clone(&state))?;
 
@@ -337,9 +339,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     {
         tracing::warn!("open streams did not close in time; closing anyway");
     }
-    // Wait for any batch in hand to be applied before the final flush.
+    // Wait for any batch in hand to be applied before the final flush; then leave each root's
+    // record heads for a fast next start.
     for root in state.roots() {
         let _writer = root.lock_writer().await;
+        if let Err(e) = root.store.save_heads_snapshot() {
+            tracing::warn!(root = %root.path.display(), error = %e, "cannot save the record-heads snapshot");
+        }
     }
     state.store.flush()?;
     tracing::info!("stopped");

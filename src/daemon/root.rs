@@ -101,7 +101,12 @@ fn reconcile_blocking(
     let previous_started = meta.last_scan.as_ref().map(|s| s.started_ns);
     // Load the stored record heads while the walk runs: both are needed only by the plan.
     let (previous, walked) = std::thread::scope(|scope| {
-        let heads = scope.spawn(|| store.load_heads());
+        let heads = scope.spawn(|| {
+            let t = Instant::now();
+            let heads = store.load_heads();
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "record heads loaded");
+            heads
+        });
         let walked = catalog::walk(path, opts, progress, cancel);
         let heads = heads.join().unwrap_or_else(|_| {
             Err(crate::store::StoreError::Sled(
@@ -113,6 +118,11 @@ fn reconcile_blocking(
     let (previous, walked) = (previous?, walked?);
     let t_walk = t0.elapsed();
     let plan = catalog::plan(&walked, &previous, previous_started);
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        work = plan.work.len(),
+        "planned"
+    );
     let clock = meta.clock + 1;
 
     // Records are written by one writer thread while the hashing threads go on.

@@ -166,6 +166,7 @@ impl Store {
     pub fn root(&self, id: &str) -> Result<RootStore> {
         Ok(RootStore {
             tree: self.db.open_tree(format!("root/{id}"))?,
+            heads_snapshot: self.path.join(format!("wfdb-heads-{id}.bin")),
         })
     }
 
@@ -250,6 +251,15 @@ fn tombstone_key(path: &RelPath) -> Vec<u8> {
 #[derive(Clone)]
 pub struct RootStore {
     tree: sled::Tree,
+    /// Record heads written at a clean shutdown, so the next start need not decode them all.
+    heads_snapshot: PathBuf,
+}
+
+/// The record heads of a root at a clock, as written at a clean shutdown.
+#[derive(Serialize, Deserialize)]
+struct HeadsSnapshot {
+    clock: u64,
+    heads: Vec<(RelPath, RecordHead)>,
 }
 
 impl RootStore {
@@ -303,8 +313,52 @@ impl RootStore {
     }
 
     /// The leading fields of every record (what a reconcile compares), keyed by path; decodes
-    /// far less than [`RootStore::load_all`].
+    /// far less than [`RootStore::load_all`]. Reads the clean-shutdown snapshot when there is
+    /// one for the current clock, and consumes it: after a crash there is none and the records
+    /// themselves are read.
     pub fn load_heads(&self) -> Result<HashMap<RelPath, RecordHead>> {
+        if let Some(heads) = self.take_heads_snapshot()? {
+            return Ok(heads);
+        }
+        self.load_heads_from_records()
+    }
+
+    fn take_heads_snapshot(&self) -> Result<Option<HashMap<RelPath, RecordHead>>> {
+        let bytes = match std::fs::read(&self.heads_snapshot) {
+            Ok(b) => b,
+            Err(_) => return Ok(None),
+        };
+        // Consumed whatever it holds: a snapshot is only good for the start right after it.
+        let _ = std::fs::remove_file(&self.heads_snapshot);
+        let snapshot: HeadsSnapshot = match decode(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable record-heads snapshot");
+                return Ok(None);
+            }
+        };
+        if snapshot.clock != self.meta()?.clock {
+            return Ok(None);
+        }
+        Ok(Some(snapshot.heads.into_iter().collect()))
+    }
+
+    /// Writes the record heads for the next start (called at a clean shutdown).
+    pub fn save_heads_snapshot(&self) -> Result<()> {
+        let clock = self.meta()?.clock;
+        let mut heads: Vec<(RelPath, RecordHead)> =
+            self.load_heads_from_records()?.into_iter().collect();
+        heads.sort_by(|a, b| a.0.cmp(&b.0));
+        let bytes = encode(&HeadsSnapshot { clock, heads })?;
+        let tmp = self.heads_snapshot.with_extension("tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, &self.heads_snapshot))
+            .map_err(|e| {
+                StoreError::Sled(format!("writing {}: {e}", self.heads_snapshot.display()))
+            })
+    }
+
+    fn load_heads_from_records(&self) -> Result<HashMap<RelPath, RecordHead>> {
         let mut map = HashMap::new();
         for item in self.tree.scan_prefix(FILE_PREFIX) {
             let (key, value) = item?;
