@@ -80,6 +80,21 @@ impl RelPath {
         Ok(RelPath(out))
     }
 
+    /// The path of entry `name` (one component, as read from a folder listing) inside `parent`
+    /// (`None`: the root).
+    pub fn child(parent: Option<&RelPath>, name: &[u8]) -> RelPath {
+        match parent {
+            Some(p) => {
+                let mut out = Vec::with_capacity(p.0.len() + 1 + name.len());
+                out.extend_from_slice(&p.0);
+                out.push(b'/');
+                out.extend_from_slice(name);
+                RelPath(out)
+            }
+            None => RelPath(name.to_vec()),
+        }
+    }
+
     /// The raw bytes of the path.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -113,6 +113,31 @@ impl IgnoreRules {
         })
     }
 
+    /// Whether any pattern could match in a folder with this layer (when none can, entries need
+    /// no matching at all).
+    pub fn has_patterns(&self, layer: &Layer) -> bool {
+        if !self.globs.is_empty() || self.git_exclude.is_some() {
+            return true;
+        }
+        let mut cur = Some(layer);
+        while let Some(l) = cur {
+            if l.dot_ignore.is_some() || l.gitignore.is_some() {
+                return true;
+            }
+            cur = l.parent.as_deref();
+        }
+        false
+    }
+
+    /// Names of excluded paths that live directly in folder `dir`.
+    pub fn excluded_names_in(&self, dir: &Path) -> Vec<&std::ffi::OsStr> {
+        self.exclude
+            .iter()
+            .filter(|x| x.parent() == Some(dir))
+            .filter_map(|x| x.file_name())
+            .collect()
+    }
+
     /// Whether `path` (inside the folder whose layer is `layer`) is left out of the catalog.
     pub fn is_ignored(&self, layer: &Layer, path: &Path, is_dir: bool) -> bool {
         if path.file_name().is_some_and(|n| n == ".git") {

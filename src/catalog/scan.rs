@@ -104,19 +104,19 @@ pub fn walk(
         ));
     }
     let rules = IgnoreRules::new(root, &opts.ignore_globs, &opts.exclude)?;
-    let queue = WorkQueue::new((root.to_path_buf(), rules.base()));
+    let queue: WorkQueue<DirJob> = WorkQueue::new((root.to_path_buf(), None, rules.base()));
     let shared = Mutex::new(Walked::default());
     std::thread::scope(|scope| {
         for _ in 0..opts.thread_count() {
             scope.spawn(|| {
                 let mut local = Walked::default();
                 let mut seen = 0u64;
-                while let Some((dir, parent_layer)) = queue.pop() {
+                while let Some(job) = queue.pop() {
                     if cancel.load(Ordering::Relaxed) {
                         queue.done(Vec::new());
                         continue;
                     }
-                    let subdirs = list_dir(root, &rules, &dir, &parent_layer, &mut local);
+                    let subdirs = list_dir(&rules, job, &mut local);
                     queue.done(subdirs);
                     let n = local.entries.len() as u64;
                     progress.files_seen.fetch_add(n - seen, Ordering::Relaxed);
@@ -134,20 +134,20 @@ pub fn walk(
     Ok(walked)
 }
 
-/// Lists one folder into `local`; returns its subfolders to walk, with its ignore layer.
-fn list_dir(
-    root: &Path,
-    rules: &IgnoreRules,
-    dir: &Path,
-    parent_layer: &Arc<Layer>,
-    local: &mut Walked,
-) -> Vec<(PathBuf, Arc<Layer>)> {
-    let read = match std::fs::read_dir(dir) {
+/// A folder waiting to be listed: its absolute path, its root-relative path (`None` for the
+/// root itself) and the ignore layer of its parent.
+type DirJob = (PathBuf, Option<RelPath>, Arc<Layer>);
+
+/// Lists one folder into `local`; returns its subfolders to walk.
+fn list_dir(rules: &IgnoreRules, job: DirJob, local: &mut Walked) -> Vec<DirJob> {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, rel_dir, parent_layer) = job;
+    let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) => {
             local.errors += 1;
             tracing::warn!(path = %dir.display(), error = %e, "cannot list folder; keeping its previous records");
-            if let Ok(rel) = RelPath::from_fs(root, dir) {
+            if let Some(rel) = rel_dir {
                 local.unreadable_dirs.push(rel);
             }
             return Vec::new();
@@ -169,23 +169,26 @@ fn list_dir(
             }
         }
     }
-    let layer = rules.layer_for(parent_layer, dir, has_gitignore, has_dot_ignore);
+    let layer = rules.layer_for(&parent_layer, &dir, has_gitignore, has_dot_ignore);
+    let matching = rules.has_patterns(&layer);
+    let excluded = rules.excluded_names_in(&dir);
     let mut subdirs = Vec::new();
     for entry in listing {
-        let path = entry.path();
+        let name = entry.file_name();
+        if name == ".git" || excluded.iter().any(|x| *x == name) {
+            continue;
+        }
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
         let is_dir = file_type.is_dir();
-        if rules.is_ignored(&layer, &path, is_dir) {
+        if matching && rules.is_ignored(&layer, &dir.join(&name), is_dir) {
             continue;
         }
-        let Ok(rel) = RelPath::from_fs(root, &path) else {
-            continue;
-        };
+        let rel = RelPath::child(rel_dir.as_ref(), name.as_bytes());
         if is_dir {
-            local.dirs.push(rel);
-            subdirs.push((path, Arc::clone(&layer)));
+            local.dirs.push(rel.clone());
+            subdirs.push((entry.path(), Some(rel), Arc::clone(&layer)));
             continue;
         }
         let meta = match entry.metadata() {
@@ -244,10 +247,18 @@ impl<T> WorkQueue<T> {
 
     /// Marks a popped folder as listed, queueing its subfolders.
     fn done(&self, more: Vec<T>) {
+        let added = more.len();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.0.extend(more);
         state.1 -= 1;
-        self.ready.notify_all();
+        let finished = state.0.is_empty() && state.1 == 0;
+        drop(state);
+        // Wake waiters only when there is work for them or the walk is over.
+        if finished {
+            self.ready.notify_all();
+        } else if added > 0 {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -269,7 +280,8 @@ pub struct Plan {
     /// Unchanged paths whose component changed because a manifest came or went.
     pub recomponent: Vec<(RelPath, String)>,
     pub skipped: u64,
-    /// The component roots after this scan.
+    /// The component roots after this scan (left empty when there is nothing to hash and no
+    /// path came or went).
     pub manifest_dirs: HashSet<Vec<u8>>,
 }
 
@@ -322,12 +334,14 @@ pub fn plan(
             .collect();
         plan.removed.sort();
     }
-    let before = manifest_dirs(previous.keys());
     if !added_paths && plan.removed.is_empty() {
-        // Same paths as before: the same component roots.
-        plan.manifest_dirs = before;
+        // Same paths as before: the same component roots, needed only to place hashed files.
+        if !plan.work.is_empty() {
+            plan.manifest_dirs = manifest_dirs(previous.keys());
+        }
         return plan;
     }
+    let before = manifest_dirs(previous.keys());
     let removed: HashSet<&RelPath> = plan.removed.iter().collect();
     let seen: HashSet<&RelPath> = walked.entries.iter().map(|e| &e.path).collect();
     // Records kept under unreadable folders still count as present.

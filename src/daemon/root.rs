@@ -107,7 +107,9 @@ fn reconcile_blocking(
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "record heads loaded");
             heads
         });
+        let t_walk = Instant::now();
         let walked = catalog::walk(path, opts, progress, cancel);
+        tracing::debug!(ms = t_walk.elapsed().as_millis() as u64, "walked");
         let heads = heads.join().unwrap_or_else(|_| {
             Err(crate::store::StoreError::Sled(
                 "loading records panicked".into(),
