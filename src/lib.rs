@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod deps;
 pub mod paths;
 pub mod registry;
 pub mod rpc;

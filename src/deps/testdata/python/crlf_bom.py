@@ -1,0 +1,4 @@
+﻿import first
+from pkg import name
+# import nope
+import last

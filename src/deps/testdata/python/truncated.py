@@ -1,0 +1,5 @@
+import ok
+x = "ÿþ invalid utf8"
+import after_invalid
+from broken import (
+  a,

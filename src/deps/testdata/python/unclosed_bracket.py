@@ -1,0 +1,3 @@
+x = foo(1, 2
+import recovered
+from also import this

@@ -1,0 +1,4 @@
+﻿mod a;
+use crate::a::B;
+/* unterminated comment
+mod never;
