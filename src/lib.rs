@@ -6,10 +6,12 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod deps;
+pub mod graph;
 pub mod paths;
 pub mod registry;
 pub mod rpc;
 pub mod store;
+pub mod watch;
 
 /// Generated protobuf and gRPC types of the `workflowdb.v1` package.
 #[allow(clippy::all, missing_docs)] // Generated code is not ours to lint.

@@ -77,6 +77,14 @@ impl FileFilter {
         })
     }
 
+    /// Whether a path passes the glob (for removed paths, whose record is gone).
+    pub fn matches_path(&self, path: &crate::paths::RelPath) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.glob
+            .as_ref()
+            .is_none_or(|g| g.is_match(std::ffi::OsStr::from_bytes(path.as_bytes())))
+    }
+
     /// Whether a record passes the filter.
     pub fn matches(&self, r: &FileRecord) -> bool {
         if let Some(t) = &self.file_type {

@@ -33,6 +33,20 @@ impl ChangeSet {
     }
 }
 
+/// What one applied batch changed, as told to subscribers.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeBatch {
+    pub root_id: String,
+    /// The root's clock after the batch.
+    pub clock: u64,
+    pub added: Vec<FileRecord>,
+    pub modified: Vec<FileRecord>,
+    pub removed: Vec<RelPath>,
+    /// Events may have been lost (queue overflow, a reconcile): subscribers must ask what
+    /// changed since the last clock they saw.
+    pub resync: bool,
+}
+
 /// Figures of one completed reconcile of a root.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScanReport {

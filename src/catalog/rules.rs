@@ -113,6 +113,38 @@ impl IgnoreRules {
         })
     }
 
+    /// The layer of folder `rel_dir` (`None`: the root), built by reading the ignore files of
+    /// each folder from the root down; `None` when the folder or one of its ancestors is
+    /// ignored (or gone).
+    pub fn layer_of(&self, root: &Path, rel_dir: Option<&[u8]>) -> Option<Arc<Layer>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut dir = root.to_path_buf();
+        let mut layer = self.layer_for(
+            &self.base,
+            &dir,
+            dir.join(".gitignore").is_file(),
+            dir.join(".ignore").is_file(),
+        );
+        for part in rel_dir
+            .unwrap_or(b"")
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty())
+        {
+            let next = dir.join(std::ffi::OsStr::from_bytes(part));
+            if self.is_ignored(&layer, &next, true) || !next.is_dir() {
+                return None;
+            }
+            dir = next;
+            layer = self.layer_for(
+                &layer,
+                &dir,
+                dir.join(".gitignore").is_file(),
+                dir.join(".ignore").is_file(),
+            );
+        }
+        Some(layer)
+    }
+
     /// Whether any pattern could match in a folder with this layer (when none can, entries need
     /// no matching at all).
     pub fn has_patterns(&self, layer: &Layer) -> bool {

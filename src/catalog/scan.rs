@@ -26,7 +26,7 @@ const SINK_CHUNK: usize = 4096;
 pub const COARSE_CLOCK_MARGIN_NS: i64 = 100_000_000;
 
 /// Which entries of a root are catalogued.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct WalkOptions {
     /// Extra gitignore-style globs to leave out (e.g. `*.log`, `build/`).
     pub ignore_globs: Vec<String>,
@@ -34,10 +34,24 @@ pub struct WalkOptions {
     pub exclude: Vec<PathBuf>,
     /// Walking and hashing threads; 0 means one per core.
     pub threads: usize,
+    /// Called with each folder right before it is listed.
+    pub on_dir: Option<Arc<OnDir>>,
+}
+
+impl std::fmt::Debug for WalkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalkOptions")
+            .field("ignore_globs", &self.ignore_globs)
+            .field("exclude", &self.exclude)
+            .field("threads", &self.threads)
+            .field("on_dir", &self.on_dir.is_some())
+            .finish()
+    }
 }
 
 impl WalkOptions {
-    fn thread_count(&self) -> usize {
+    /// Walking and hashing threads to use.
+    pub fn thread_count(&self) -> usize {
         if self.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -95,7 +109,6 @@ pub fn walk(
     progress: &ScanProgress,
     cancel: &AtomicBool,
 ) -> Result<Walked, ScanError> {
-    let started_ns = now_ns();
     let meta = std::fs::metadata(root).map_err(|e| ScanError::Root(root.to_path_buf(), e))?;
     if !meta.is_dir() {
         return Err(ScanError::Root(
@@ -104,10 +117,35 @@ pub fn walk(
         ));
     }
     let rules = IgnoreRules::new(root, &opts.ignore_globs, &opts.exclude)?;
-    let queue: WorkQueue<DirJob> = WorkQueue::new((root.to_path_buf(), None, rules.base()));
+    walk_subtree(
+        &rules,
+        (root.to_path_buf(), None, rules.base()),
+        opts.thread_count(),
+        progress,
+        cancel,
+        opts.on_dir.as_deref(),
+    )
+}
+
+/// Called with each folder right before it is listed (the watcher adds its watch there, so
+/// nothing that changes after the listing can be missed).
+pub type OnDir = dyn Fn(&Path) + Send + Sync;
+
+/// Lists the subtree of one folder (`start`: its absolute path, its root-relative path or
+/// `None` for the root, and its parent's ignore layer) with `threads` threads.
+pub fn walk_subtree(
+    rules: &IgnoreRules,
+    start: DirJob,
+    threads: usize,
+    progress: &ScanProgress,
+    cancel: &AtomicBool,
+    on_dir: Option<&OnDir>,
+) -> Result<Walked, ScanError> {
+    let started_ns = now_ns();
+    let queue: WorkQueue<DirJob> = WorkQueue::new(start);
     let shared = Mutex::new(Walked::default());
     std::thread::scope(|scope| {
-        for _ in 0..opts.thread_count() {
+        for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 let mut local = Walked::default();
                 let mut seen = 0u64;
@@ -116,7 +154,10 @@ pub fn walk(
                         queue.done(Vec::new());
                         continue;
                     }
-                    let subdirs = list_dir(&rules, job, &mut local);
+                    if let Some(hook) = on_dir {
+                        hook(&job.0);
+                    }
+                    let subdirs = list_dir(rules, job, &mut local);
                     queue.done(subdirs);
                     let n = local.entries.len() as u64;
                     progress.files_seen.fetch_add(n - seen, Ordering::Relaxed);
@@ -136,7 +177,7 @@ pub fn walk(
 
 /// A folder waiting to be listed: its absolute path, its root-relative path (`None` for the
 /// root itself) and the ignore layer of its parent.
-type DirJob = (PathBuf, Option<RelPath>, Arc<Layer>);
+pub type DirJob = (PathBuf, Option<RelPath>, Arc<Layer>);
 
 /// Lists one folder into `local`; returns its subfolders to walk.
 fn list_dir(rules: &IgnoreRules, job: DirJob, local: &mut Walked) -> Vec<DirJob> {

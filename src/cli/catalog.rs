@@ -75,16 +75,20 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
             "instance_id": resp.instance_id,
             "database": resp.database,
             "uptime_ms": resp.uptime_ms,
+            "watched_dirs": resp.watched_dirs,
+            "polled_dirs": resp.polled_dirs,
             "roots": roots,
         }));
         return Ok(());
     }
     out.text(&format!(
-        "wfdb {} · database {} · instance {} · up {}s",
+        "wfdb {} · database {} · instance {} · up {}s · {} folders watched, {} polled",
         resp.version,
         resp.database,
         resp.instance_id,
-        resp.uptime_ms / 1000
+        resp.uptime_ms / 1000,
+        resp.watched_dirs,
+        resp.polled_dirs
     ));
     for r in &resp.roots {
         out.text(&format!(
@@ -138,6 +142,7 @@ pub async fn files(channel: Channel, args: FilesArgs, out: &Output) -> anyhow::R
             max_size: args.max_size,
             since_clock: args.since,
             limit: args.limit,
+            unsynced: false,
         })
         .await?
         .into_inner();
@@ -181,6 +186,7 @@ pub async fn file(
             root: root.unwrap_or_default(),
             path,
             path_bytes: Vec::new(),
+            unsynced: false,
         })
         .await?
         .into_inner();
@@ -363,5 +369,113 @@ pub async fn roots(channel: Channel, out: &Output) -> anyhow::Result<()> {
         })
         .collect();
     out.text(&table(&["ID", "STATE", "FILES", "CLOCK", "ROOT"], &rows));
+    Ok(())
+}
+
+pub async fn clock(channel: Channel, root: Option<String>, out: &Output) -> anyhow::Result<()> {
+    let resp = CatalogClient::new(channel)
+        .get_clock(proto::ClockRequest {
+            root: root.unwrap_or_default(),
+            unsynced: false,
+        })
+        .await?
+        .into_inner();
+    if out.json {
+        out.json_line(
+            &json!({"root": resp.root, "clock": resp.clock, "instance_id": resp.instance_id}),
+        );
+    } else {
+        out.text(&resp.clock.to_string());
+    }
+    Ok(())
+}
+
+fn batch_lines(out: &Output, b: &proto::ChangeBatch) {
+    if out.json {
+        out.json_line(&json!({
+            "root": b.root,
+            "clock": b.clock,
+            "instance_id": b.instance_id,
+            "resync": b.resync,
+            "fresh_instance": b.fresh_instance,
+            "added": b.added.iter().map(file_json).collect::<Vec<_>>(),
+            "modified": b.modified.iter().map(file_json).collect::<Vec<_>>(),
+            "removed": b.removed,
+        }));
+        return;
+    }
+    if b.resync {
+        out.text(&format!(
+            "# resync at clock {} ({} changed, {} removed since the last clock)",
+            b.clock,
+            b.added.len(),
+            b.removed.len()
+        ));
+    }
+    for f in &b.added {
+        out.text(&format!("{}\t+ {}", b.clock, f.path));
+    }
+    for f in &b.modified {
+        out.text(&format!("{}\t~ {}", b.clock, f.path));
+    }
+    for p in &b.removed {
+        out.text(&format!("{}\t- {}", b.clock, p));
+    }
+}
+
+pub async fn changes(
+    channel: Channel,
+    root: Option<String>,
+    since: Option<u64>,
+    instance_id: Option<String>,
+    follow: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let mut client = CatalogClient::new(channel);
+    if follow {
+        let mut stream = client
+            .subscribe(proto::SubscribeRequest {
+                root: root.unwrap_or_default(),
+                since_clock: since,
+                instance_id: instance_id.unwrap_or_default(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        while let Some(batch) = stream.message().await? {
+            batch_lines(out, &batch);
+        }
+        return Ok(());
+    }
+    let resp = client
+        .changes(proto::ChangesRequest {
+            root: root.unwrap_or_default(),
+            since_clock: since.unwrap_or(0),
+            instance_id: instance_id.unwrap_or_default(),
+            unsynced: false,
+        })
+        .await?
+        .into_inner();
+    if out.json {
+        out.json_line(&json!({
+            "root": resp.root,
+            "clock": resp.clock,
+            "instance_id": resp.instance_id,
+            "fresh_instance": resp.fresh_instance,
+            "changed": resp.changed.iter().map(file_json).collect::<Vec<_>>(),
+            "removed": resp.removed,
+        }));
+    } else {
+        if resp.fresh_instance {
+            out.text("# fresh instance: that clock cannot be answered exactly; every file follows");
+        }
+        for f in &resp.changed {
+            out.text(&format!("~ {}", f.path));
+        }
+        for p in &resp.removed {
+            out.text(&format!("- {p}"));
+        }
+        out.text(&format!("# clock {}", resp.clock));
+    }
     Ok(())
 }

@@ -84,6 +84,25 @@ enum Command {
     },
     /// List watched roots.
     Roots,
+    /// Print a root's current clock (after syncing with the watcher).
+    Clock {
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// What changed after a clock; with --follow, stream changes as they are applied.
+    Changes {
+        #[arg(long)]
+        root: Option<String>,
+        /// A clock from `wfdb clock` (default: everything, or with --follow: from now).
+        #[arg(long)]
+        since: Option<u64>,
+        /// The instance id the clock came from (a different one means the database was rebuilt).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Keep streaming change batches until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Agents: register, find, remove, metrics, leases.
     #[command(subcommand)]
     Agent(registry::AgentCmd),
@@ -139,6 +158,15 @@ struct ServeArgs {
     /// Bound of the database page cache, in MiB.
     #[arg(long, default_value_t = 64, env = "WFDB_CACHE_MB")]
     cache_mb: u64,
+    /// Most inotify watches to use (0: as many as the kernel allows); folders beyond are polled.
+    #[arg(long, default_value_t = 0, env = "WFDB_MAX_WATCHES")]
+    max_watches: usize,
+    /// Seconds between reconciles of folders that could not be watched.
+    #[arg(long, default_value_t = 2.0, env = "WFDB_POLL_INTERVAL")]
+    poll_interval: f64,
+    /// Seconds a synced query waits for the watcher before failing with DEADLINE_EXCEEDED.
+    #[arg(long, default_value_t = 10.0, env = "WFDB_SYNC_TIMEOUT")]
+    sync_timeout: f64,
 }
 
 /// Runs one command and maps its outcome to an exit code.
@@ -193,9 +221,19 @@ async fn serve(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         token_file: args.token_file,
         ignore_globs: args.ignore,
         cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
+        max_watches: args.max_watches,
+        poll_interval: seconds(args.poll_interval, "--poll-interval")?,
+        sync_timeout: seconds(args.sync_timeout, "--sync-timeout")?,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    if !(value.is_finite() && value > 0.0 && value < 86_400.0) {
+        anyhow::bail!("{flag} must be a number of seconds between 0 and 86400, got {value}");
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
 }
 
 fn init_logging() {
@@ -226,6 +264,13 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
             catalog::unwatch(channel, root, keep_records, &out).await
         }
         Command::Roots => catalog::roots(channel, &out).await,
+        Command::Clock { root } => catalog::clock(channel, root, &out).await,
+        Command::Changes {
+            root,
+            since,
+            instance,
+            follow,
+        } => catalog::changes(channel, root, since, instance, follow, &out).await,
         Command::Agent(cmd) => registry::agent(channel, cmd, &out).await,
         Command::Workflow(cmd) => registry::workflow(channel, cmd, &out).await,
         Command::Run(cmd) => registry::run(channel, cmd, &out).await,

@@ -1,6 +1,7 @@
 //! The daemon: opens the store, reconciles every root, serves gRPC on the Unix socket (and TCP
 //! when asked), talks to systemd, and shuts down cleanly on SIGTERM/SIGINT.
 
+pub mod events;
 pub mod listen;
 pub mod root;
 pub mod systemd;
@@ -46,6 +47,8 @@ pub enum DaemonError {
     NoRoots,
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("could not prove within {0:?} that every change before this query was applied (the watcher is behind or stuck); retry, or ask without sync for a possibly stale answer")]
+    SyncTimeout(Duration),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +64,12 @@ pub struct ServeOptions {
     pub token_file: Option<PathBuf>,
     pub ignore_globs: Vec<String>,
     pub cache_bytes: u64,
+    /// Most inotify watches to use (0: as many as the kernel gives); folders beyond are polled.
+    pub max_watches: usize,
+    /// How often polled folders are reconciled.
+    pub poll_interval: Duration,
+    /// How long a synced query waits for the watcher.
+    pub sync_timeout: Duration,
 }
 
 /// State shared by every request handler.
@@ -77,6 +86,13 @@ pub struct DaemonState {
     roots_change: tokio::sync::Mutex<()>,
     /// A root being added, while its first reconcile runs.
     adding: std::sync::Mutex<Option<Arc<Root>>>,
+    /// Read-your-writes cookies.
+    pub cookies: events::CookieSync,
+    watcher: Option<Arc<crate::watch::FsWatcher>>,
+    /// Applied change batches, for subscribers.
+    changes: tokio::sync::broadcast::Sender<Arc<crate::catalog::ChangeBatch>>,
+    /// How long a synced query waits for the watcher.
+    pub sync_timeout: Duration,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -88,8 +104,18 @@ pub fn root_id(path: &Path) -> String {
 
 impl DaemonState {
     /// Wraps an open store.
-    pub fn new(store: Store, walk: WalkOptions) -> DaemonState {
+    pub fn new(
+        store: Store,
+        walk: WalkOptions,
+        cookies: events::CookieSync,
+        watcher: Option<Arc<crate::watch::FsWatcher>>,
+        sync_timeout: Duration,
+    ) -> DaemonState {
         DaemonState {
+            cookies,
+            watcher,
+            changes: tokio::sync::broadcast::channel(1024).0,
+            sync_timeout,
             store,
             roots: RwLock::new(BTreeMap::new()),
             walk,
@@ -99,6 +125,48 @@ impl DaemonState {
             roots_change: tokio::sync::Mutex::new(()),
             adding: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The file watcher, when one is running.
+    pub fn watcher(&self) -> Option<&Arc<crate::watch::FsWatcher>> {
+        self.watcher.as_ref()
+    }
+
+    /// Tells subscribers about an applied batch.
+    pub fn publish(&self, batch: crate::catalog::ChangeBatch) {
+        let _ = self.changes.send(Arc::new(batch));
+    }
+
+    /// A receiver of applied batches.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::catalog::ChangeBatch>> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until every change made before the call has been applied (read-your-writes).
+    pub async fn sync(&self) -> Result<(), DaemonError> {
+        if self.watcher.is_none() {
+            return Ok(());
+        }
+        self.cookies.sync(self.sync_timeout).await
+    }
+
+    /// Reconciles a root now and tells subscribers to resynchronise.
+    pub async fn reconcile_root(
+        &self,
+        root: &Arc<Root>,
+        reason: &str,
+    ) -> Result<crate::catalog::ScanReport, DaemonError> {
+        let report = root
+            .reconcile(reason, &self.walk, Arc::clone(&self.cancel_scans))
+            .await?;
+        let clock = root.store.meta()?.clock;
+        self.publish(crate::catalog::ChangeBatch {
+            root_id: root.id.clone(),
+            clock,
+            resync: true,
+            ..Default::default()
+        });
+        Ok(report)
     }
 
     /// Every watched root, in id order.
@@ -209,6 +277,9 @@ impl DaemonState {
         if !keep_records {
             self.store.drop_root(&root.id)?;
         }
+        if let Some(w) = &self.watcher {
+            w.forget_under(&root.path);
+        }
         Ok(Arc::clone(&root))
     }
 
@@ -232,6 +303,15 @@ impl DaemonState {
     }
 }
 
+/// The cookie folder beside the database folder (never inside a root's catalog).
+fn cookie_dir_for(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| format!("{}.cookies", n.to_string_lossy()))
+        .unwrap_or_else(|| "wfdb.cookies".to_string());
+    db.with_file_name(name)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     if opts.listen.is_some() && opts.token_file.is_none() {
@@ -250,15 +330,37 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             exclude.push(parent.join(name));
         }
     }
+    let cookie_dir = cookie_dir_for(&opts.db);
+    let cookies = events::CookieSync::new(cookie_dir.clone())?;
+    exclude.push(std::fs::canonicalize(&cookie_dir).unwrap_or(cookie_dir.clone()));
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = Arc::new(
+        crate::watch::FsWatcher::start(events_tx, opts.max_watches)
+            .map_err(|e| DaemonError::Internal(e.to_string()))?,
+    );
+    let on_dir_watcher = Arc::clone(&watcher);
     let walk = WalkOptions {
         ignore_globs: opts.ignore_globs.clone(),
         exclude,
         threads: 0,
+        on_dir: Some(Arc::new(move |dir: &Path| {
+            on_dir_watcher.watch_dir(dir);
+        })),
     };
     // Validate globs before any work so a typo is reported at once.
     crate::catalog::rules::IgnoreRules::new(Path::new("/"), &walk.ignore_globs, &[])?;
-    let state = Arc::new(DaemonState::new(store, walk));
+    watcher.watch_dir(cookies.dir());
+    let state = Arc::new(DaemonState::new(
+        store,
+        walk,
+        cookies,
+        Some(watcher),
+        opts.sync_timeout,
+    ));
     spawn_signal_handler(Arc::clone(&state))?;
+    // Events are collected from the start; batches wait for each root's first reconcile.
+    let _pipeline = events::spawn(Arc::clone(&state), events_rx);
+    let _poller = events::spawn_poller(Arc::clone(&state), opts.poll_interval);
 
     let mut wanted: Vec<PathBuf> = Vec::new();
     for entry in state.store.roots()? {

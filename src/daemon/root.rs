@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::catalog::{self, FileRecord, ScanProgress, ScanReport, WalkOptions};
+use crate::catalog::classify::MANIFESTS;
+use crate::catalog::rules::{IgnoreRules, Layer};
+use crate::catalog::{self, ChangeBatch, FileRecord, ScanProgress, ScanReport, WalkOptions};
+use crate::paths::RelPath;
 use crate::store::RootStore;
 
 use super::DaemonError;
@@ -206,4 +209,257 @@ fn reconcile_blocking(
         "reconciled"
     );
     Ok(report)
+}
+
+/// What applying one batch of watcher events did.
+#[derive(Debug, Default)]
+pub struct EventOutcome {
+    /// The changes applied (none when the events changed nothing).
+    pub batch: Option<ChangeBatch>,
+    /// Folders that appeared (already watched while being listed).
+    pub new_dirs: Vec<PathBuf>,
+    /// Folders that are gone.
+    pub gone_dirs: Vec<PathBuf>,
+    /// An ignore file or a manifest changed: the whole root must be reconciled.
+    pub needs_reconcile: bool,
+}
+
+impl Root {
+    /// Applies the paths that watcher events named, in one atomic batch. Events are hints:
+    /// each path is stat'ed, folders that appeared are listed (their files in a new folder
+    /// are often not reported), files named are hashed again.
+    pub async fn apply_events(
+        self: &Arc<Self>,
+        paths: Vec<PathBuf>,
+        opts: &WalkOptions,
+    ) -> Result<EventOutcome, DaemonError> {
+        let _writer = self.writer.lock().await;
+        let root = Arc::clone(self);
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || apply_events_blocking(&root, paths, &opts))
+            .await
+            .map_err(|e| DaemonError::Internal(format!("event task failed: {e}")))?
+    }
+}
+
+fn apply_events_blocking(
+    root: &Root,
+    mut paths: Vec<PathBuf>,
+    opts: &WalkOptions,
+) -> Result<EventOutcome, DaemonError> {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    paths.sort();
+    paths.dedup();
+    let rules = IgnoreRules::new(&root.path, &opts.ignore_globs, &opts.exclude)?;
+    let mut layers: HashMap<Vec<u8>, Option<Arc<Layer>>> = HashMap::new();
+    let mut manifests: HashMap<Vec<u8>, bool> = HashMap::new();
+    let mut upserts: BTreeMap<RelPath, FileRecord> = BTreeMap::new();
+    let mut removed: BTreeSet<RelPath> = BTreeSet::new();
+    let mut outcome = EventOutcome::default();
+    let progress = ScanProgress::default();
+    let never = AtomicBool::new(false);
+    let mut counts = catalog::HashCounts::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    let racy_cutoff = catalog::scan::now_ns() - catalog::scan::COARSE_CLOCK_MARGIN_NS;
+
+    let remove_under =
+        |rel: &RelPath, removed: &mut BTreeSet<RelPath>| -> Result<(), DaemonError> {
+            for rec in root.store.files_under(Some(rel)) {
+                removed.insert(rec?.path);
+            }
+            Ok(())
+        };
+    for abs in paths {
+        let Ok(rel) = RelPath::from_fs(&root.path, &abs) else {
+            continue;
+        };
+        let name = rel.file_name();
+        if name == b".gitignore"
+            || name == b".ignore"
+            || MANIFESTS.iter().any(|m| m.as_bytes() == name)
+        {
+            outcome.needs_reconcile = true;
+        }
+        let parent = rel.ancestors().next().map(<[u8]>::to_vec);
+        let layer = layers
+            .entry(parent.clone().unwrap_or_default())
+            .or_insert_with(|| rules.layer_of(&root.path, parent.as_deref()))
+            .clone();
+        let meta = match std::fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                remove_under(&rel, &mut removed)?;
+                upserts.retain(|p, _| !p.starts_with_dir(rel.as_bytes()));
+                outcome.gone_dirs.push(abs);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(path = %rel, error = %e, "cannot stat an event path");
+                continue;
+            }
+        };
+        let Some(layer) = layer else {
+            // Its folder is ignored or gone: nothing under it is catalogued.
+            remove_under(&rel, &mut removed)?;
+            continue;
+        };
+        let is_dir = meta.is_dir();
+        if rules.is_ignored(&layer, &abs, is_dir) {
+            remove_under(&rel, &mut removed)?;
+            continue;
+        }
+        let entries = if is_dir {
+            let walked = catalog::scan::walk_subtree(
+                &rules,
+                (abs.clone(), Some(rel.clone()), layer),
+                1,
+                &progress,
+                &never,
+                opts.on_dir.as_deref(),
+            )?;
+            outcome.new_dirs.push(abs.clone());
+            outcome
+                .new_dirs
+                .extend(walked.dirs.iter().map(|d| d.to_fs(&root.path)));
+            let present: std::collections::HashSet<&RelPath> =
+                walked.entries.iter().map(|e| &e.path).collect();
+            for rec in root.store.files_under(Some(&rel)) {
+                let rec = rec?;
+                let under_unreadable = walked
+                    .unreadable_dirs
+                    .iter()
+                    .any(|d| rec.path.starts_with_dir(d.as_bytes()));
+                if !present.contains(&rec.path) && !under_unreadable {
+                    removed.insert(rec.path);
+                }
+            }
+            walked.entries
+        } else {
+            let Some(kind) = catalog::FileKind::from_file_type(meta.file_type()) else {
+                continue;
+            };
+            vec![catalog::WalkEntry {
+                path: rel.clone(),
+                kind,
+                fingerprint: catalog::Fingerprint::of(&meta),
+            }]
+        };
+        for entry in entries {
+            let stored = root.store.get(&entry.path)?;
+            // A listed folder's unchanged files are skipped; a file an event named is always
+            // read again (a rewrite within one timestamp tick keeps its fingerprint).
+            if is_dir {
+                if let Some(s) = &stored {
+                    if s.kind == entry.kind
+                        && s.fingerprint == entry.fingerprint
+                        && s.error.is_none()
+                        && entry.fingerprint.mtime_ns < racy_cutoff
+                    {
+                        continue;
+                    }
+                }
+            }
+            let Some(mut record) =
+                catalog::scan::examine(&root.path, &entry, &mut buf, &mut counts, &progress)
+            else {
+                remove_under(&entry.path, &mut removed)?;
+                continue;
+            };
+            record.component = component_on_disk(&root.path, &record.path, &mut manifests);
+            if let Some(s) = &stored {
+                record.dependencies = s.dependencies.clone();
+                record.externals = s.externals.clone();
+                let mut same = s.clone();
+                same.clock = 0;
+                if same == record {
+                    removed.remove(&record.path);
+                    continue;
+                }
+            }
+            removed.remove(&record.path);
+            upserts.insert(record.path.clone(), record);
+        }
+    }
+    for p in &removed {
+        upserts.remove(p);
+    }
+    // Only paths that really had a record are removals.
+    let mut removals = Vec::new();
+    for p in removed {
+        if root.store.get(&p)?.is_some() {
+            removals.push(p);
+        }
+    }
+    let mut changes = catalog::ChangeSet {
+        upserts: Vec::with_capacity(upserts.len()),
+        removed: removals,
+        added: 0,
+        modified: 0,
+    };
+    let mut is_new = Vec::with_capacity(upserts.len());
+    for (path, rec) in upserts {
+        let existed = root.store.get(&path)?.is_some();
+        is_new.push(!existed);
+        changes.upserts.push(rec);
+    }
+    if changes.is_empty() {
+        return Ok(outcome);
+    }
+    let removed_paths = changes.removed.clone();
+    let mut records = changes.upserts.clone();
+    let clock = root.store.apply(changes, None)?;
+    let mut batch = ChangeBatch {
+        root_id: root.id.clone(),
+        clock,
+        removed: removed_paths,
+        ..Default::default()
+    };
+    for (rec, new) in records.drain(..).zip(is_new) {
+        let mut rec = rec;
+        rec.clock = clock;
+        if new {
+            batch.added.push(rec);
+        } else {
+            batch.modified.push(rec);
+        }
+    }
+    tracing::debug!(
+        root = %root.path.display(),
+        clock,
+        added = batch.added.len(),
+        modified = batch.modified.len(),
+        removed = batch.removed.len(),
+        "applied events"
+    );
+    outcome.batch = Some(batch);
+    Ok(outcome)
+}
+
+/// The component of a file from the manifests on disk: its nearest ancestor folder holding
+/// one, else its top-level folder. `cache` remembers which folders hold a manifest.
+fn component_on_disk(
+    root: &Path,
+    path: &RelPath,
+    cache: &mut std::collections::HashMap<Vec<u8>, bool>,
+) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut dirs: Vec<&[u8]> = path.ancestors().collect();
+    dirs.push(b"");
+    for dir in dirs {
+        let has = *cache.entry(dir.to_vec()).or_insert_with(|| {
+            let folder = root.join(std::ffi::OsStr::from_bytes(dir));
+            MANIFESTS.iter().any(|m| folder.join(m).is_file())
+        });
+        if has {
+            return if dir.is_empty() {
+                ".".to_string()
+            } else {
+                String::from_utf8_lossy(dir).into_owned()
+            };
+        }
+    }
+    match path.ancestors().last() {
+        Some(top) => String::from_utf8_lossy(top).into_owned(),
+        None => ".".to_string(),
+    }
 }

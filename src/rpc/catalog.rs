@@ -61,6 +61,9 @@ impl proto::catalog_server::Catalog for CatalogService {
         let req = request.into_inner();
         let path = request_path(&req.path, &req.path_bytes)?;
         let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
         let clock = root.store.meta().map_err(store_status)?.clock;
         match root.store.get(&path).map_err(store_status)? {
             Some(rec) => Ok(Response::new(proto::GetFileResponse {
@@ -103,6 +106,9 @@ impl proto::catalog_server::Catalog for CatalogService {
             )
         };
         let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
         let clock = root.store.meta().map_err(store_status)?.clock;
         let instance_id = self.state.store.instance_id().to_string();
         let limit = if req.limit == 0 { u64::MAX } else { req.limit };
@@ -231,6 +237,8 @@ impl proto::catalog_server::Catalog for CatalogService {
             version: env!("CARGO_PKG_VERSION").to_string(),
             database: self.state.store.path().display().to_string(),
             uptime_ms: self.state.started.elapsed().as_millis() as u64,
+            watched_dirs: self.state.watcher().map_or(0, |w| w.counts().0),
+            polled_dirs: self.state.watcher().map_or(0, |w| w.counts().1),
         }))
     }
 
@@ -247,15 +255,8 @@ impl proto::catalog_server::Catalog for CatalogService {
         tokio::spawn(async move {
             let scan_root = Arc::clone(&root);
             let scan_state = Arc::clone(&state);
-            let mut scan = tokio::spawn(async move {
-                scan_root
-                    .reconcile(
-                        "rescan",
-                        &scan_state.walk,
-                        Arc::clone(&scan_state.cancel_scans),
-                    )
-                    .await
-            });
+            let mut scan =
+                tokio::spawn(async move { scan_state.reconcile_root(&scan_root, "rescan").await });
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
@@ -289,6 +290,164 @@ impl proto::catalog_server::Catalog for CatalogService {
                         // A client that went away does not stop the rescan.
                         let _ = tx.try_send(Ok(msg));
                     }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_clock(
+        &self,
+        request: Request<proto::ClockRequest>,
+    ) -> Result<Response<proto::ClockResponse>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
+        Ok(Response::new(proto::ClockResponse {
+            root: root.path.display().to_string(),
+            clock: root.store.meta().map_err(store_status)?.clock,
+            instance_id: self.state.store.instance_id().to_string(),
+        }))
+    }
+
+    async fn changes(
+        &self,
+        request: Request<proto::ChangesRequest>,
+    ) -> Result<Response<proto::ChangesResponse>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
+        let instance = self.state.store.instance_id().to_string();
+        let since = req.since_clock;
+        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
+        let answer = tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(store_status)?;
+        Ok(Response::new(proto::ChangesResponse {
+            instance_id: instance,
+            ..answer
+        }))
+    }
+
+    type SubscribeStream = BoxStream<proto::ChangeBatch>;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        let filter = FileFilter::new(&req.glob, &req.file_type, &req.purpose, None, None, None)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let instance = self.state.store.instance_id().to_string();
+        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
+        // Subscribe before the catch-up, so nothing falls between the two.
+        let mut live = self.state.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let shutdown = self.state.shutdown.clone();
+        tokio::spawn(async move {
+            let catch_up = |since: u64, foreign: bool, resync: bool| {
+                let root = Arc::clone(&root);
+                let filter = filter.clone();
+                let instance = instance.clone();
+                async move {
+                    let answer =
+                        tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
+                            .await
+                            .map_err(|e| Status::internal(e.to_string()))?
+                            .map_err(store_status)?;
+                    Ok::<_, Status>(proto::ChangeBatch {
+                        root: answer.root,
+                        clock: answer.clock,
+                        instance_id: instance,
+                        added: answer
+                            .changed
+                            .into_iter()
+                            .filter(|f| filter_info(&filter, f))
+                            .collect(),
+                        modified: Vec::new(),
+                        removed: answer.removed,
+                        resync,
+                        fresh_instance: answer.fresh_instance,
+                    })
+                }
+            };
+            let mut last = match req.since_clock {
+                Some(since) => match catch_up(since, foreign, false).await {
+                    Ok(batch) => {
+                        let clock = batch.clock;
+                        if tx.send(Ok(batch)).await.is_err() {
+                            return;
+                        }
+                        clock
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                },
+                None => root.store.meta().map(|m| m.clock).unwrap_or(0),
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tx.closed() => break,
+                    next = live.recv() => next,
+                };
+                let msg = match next {
+                    Ok(batch) if batch.root_id != root.id => continue,
+                    Ok(batch) if !batch.resync => {
+                        if batch.clock <= last {
+                            continue;
+                        }
+                        last = batch.clock;
+                        let pick = |recs: &[crate::catalog::FileRecord]| {
+                            recs.iter()
+                                .filter(|r| filter.matches(r))
+                                .map(file_info)
+                                .collect::<Vec<_>>()
+                        };
+                        let out = proto::ChangeBatch {
+                            root: root.path.display().to_string(),
+                            clock: batch.clock,
+                            instance_id: instance.clone(),
+                            added: pick(&batch.added),
+                            modified: pick(&batch.modified),
+                            removed: batch
+                                .removed
+                                .iter()
+                                .filter(|p| filter.matches_path(p))
+                                .map(|p| p.to_lossy())
+                                .collect(),
+                            resync: false,
+                            fresh_instance: false,
+                        };
+                        if out.added.is_empty() && out.modified.is_empty() && out.removed.is_empty()
+                        {
+                            continue;
+                        }
+                        Ok(out)
+                    }
+                    // A reconcile ran, or this subscriber fell behind the broadcast buffer:
+                    // catch up from the clocks instead of holding unbounded batches.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match catch_up(last, false, true).await {
+                            Ok(batch) => {
+                                last = batch.clock;
+                                Ok(batch)
+                            }
+                            Err(status) => Err(status),
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
                 }
             }
         });
@@ -335,5 +494,51 @@ pub fn root_stats(root: &Root) -> Result<proto::RootStats, crate::store::StoreEr
         last_scan: meta.last_scan.as_ref().map(scan_report),
         clock: meta.clock,
         unreadable,
+    })
+}
+
+fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
+    (filter.file_type.as_ref().is_none_or(|t| &f.file_type == t))
+        && filter.purpose.is_none_or(|p| f.purpose == p.as_str())
+        && filter.glob.as_ref().is_none_or(|g| {
+            if f.path_bytes.is_empty() {
+                g.is_match(&f.path)
+            } else {
+                use std::os::unix::ffi::OsStrExt;
+                g.is_match(std::ffi::OsStr::from_bytes(&f.path_bytes))
+            }
+        })
+}
+
+/// Files changed and removed after `since`. A clock from the future or from another instance
+/// cannot be answered exactly: then every file is listed with `fresh_instance`.
+fn changes_since(
+    root: &Root,
+    since: u64,
+    foreign: bool,
+) -> Result<proto::ChangesResponse, crate::store::StoreError> {
+    let clock = root.store.meta()?.clock;
+    let fresh = foreign || since > clock || since == 0;
+    let mut changed = Vec::new();
+    for rec in root.store.files_under(None) {
+        let rec = rec?;
+        if fresh || rec.clock > since {
+            changed.push(file_info(&rec));
+        }
+    }
+    let removed = if fresh {
+        Vec::new()
+    } else {
+        let mut r: Vec<(crate::paths::RelPath, u64)> = root.store.tombstones_since(since)?;
+        r.sort();
+        r.into_iter().map(|(p, _)| p.to_lossy()).collect()
+    };
+    Ok(proto::ChangesResponse {
+        root: root.path.display().to_string(),
+        clock,
+        instance_id: String::new(),
+        fresh_instance: fresh && since != 0 || foreign,
+        changed,
+        removed,
     })
 }

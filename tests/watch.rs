@@ -1,0 +1,414 @@
+//! Always current: live watching with read-your-writes queries, clocks that survive restarts,
+//! queue overflow, the watch limit, and change subscriptions — against a real daemon.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+use workflowdb::proto;
+
+/// A tiny deterministic PRNG (xorshift64*), so a failing sequence can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+fn dirs_under(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap().to_string_lossy().into_owned()
+}
+
+/// After each change, a synced GetFile of the changed path must see it: never stale.
+async fn assert_synced(d: &Daemon, root: &Path, path: &Path) {
+    let mut catalog = d.catalog().await;
+    let r = rel(root, path);
+    let answer = catalog
+        .get_file(proto::GetFileRequest {
+            path: r.clone(),
+            ..Default::default()
+        })
+        .await;
+    if path.is_file() {
+        let want = hex(&Sha256::digest(std::fs::read(path).unwrap()));
+        let got = answer
+            .unwrap_or_else(|e| panic!("{r}: {e:?}"))
+            .into_inner()
+            .file
+            .unwrap();
+        assert_eq!(got.sha256, want, "stale answer for {r}");
+    } else {
+        let err = answer.expect_err(&format!("{r} is gone but still catalogued"));
+        assert_eq!(err.code(), tonic::Code::NotFound, "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_random_operations_each_seen_by_the_next_synced_query() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    for i in 0..20 {
+        write_old(
+            &root.join(format!("d{}/f{i}.txt", i % 4)),
+            format!("seed {i}").as_bytes(),
+        );
+    }
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut counter = 0u32;
+    for _ in 0..1000 {
+        counter += 1;
+        let files = files_under(&root);
+        let folders = dirs_under(&root);
+        let pick_file = |rng: &mut Rng| files.get(rng.below(files.len().max(1))).cloned();
+        let touched: Vec<PathBuf> = match rng.below(8) {
+            0 => {
+                let dir = folders
+                    .get(rng.below(folders.len().max(1)))
+                    .cloned()
+                    .unwrap_or(root.clone());
+                let p = dir.join(format!("new{counter}.txt"));
+                std::fs::write(&p, format!("created {counter}")).unwrap();
+                vec![p]
+            }
+            1 => match pick_file(&mut rng) {
+                Some(p) => {
+                    std::fs::write(&p, format!("rewritten {counter} {}", rng.next())).unwrap();
+                    vec![p]
+                }
+                None => vec![],
+            },
+            2 => match pick_file(&mut rng) {
+                Some(p) => {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                    write!(f, " appended {counter}").unwrap();
+                    vec![p]
+                }
+                None => vec![],
+            },
+            3 => match pick_file(&mut rng) {
+                Some(p) => {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(&p)
+                        .unwrap();
+                    vec![p]
+                }
+                None => vec![],
+            },
+            4 => match pick_file(&mut rng) {
+                Some(p) if files.len() > 10 => {
+                    std::fs::remove_file(&p).unwrap();
+                    vec![p]
+                }
+                _ => vec![],
+            },
+            5 => match pick_file(&mut rng) {
+                Some(p) => {
+                    let dir = folders
+                        .get(rng.below(folders.len().max(1)))
+                        .cloned()
+                        .unwrap_or(root.clone());
+                    let q = dir.join(format!("renamed{counter}.txt"));
+                    std::fs::rename(&p, &q).unwrap();
+                    vec![p, q]
+                }
+                None => vec![],
+            },
+            6 => match folders.get(rng.below(folders.len().max(1))).cloned() {
+                Some(dir) if dir.parent() == Some(root.as_path()) => {
+                    let before = files_under(&dir);
+                    let to = root.join(format!("dir{counter}"));
+                    std::fs::rename(&dir, &to).unwrap();
+                    let mut t: Vec<PathBuf> = before.clone();
+                    t.extend(files_under(&to));
+                    t
+                }
+                _ => vec![],
+            },
+            _ => {
+                let base = root.join(format!("mk{counter}/a/b"));
+                std::fs::create_dir_all(&base).unwrap();
+                let mut t = Vec::new();
+                for j in 0..3 {
+                    let p = base.join(format!("g{j}.txt"));
+                    std::fs::write(&p, format!("deep {counter} {j}")).unwrap();
+                    t.push(p);
+                }
+                t
+            }
+        };
+        for p in &touched {
+            assert_synced(&d, &root, p).await;
+        }
+    }
+    // The whole catalog equals an independent walk.
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    let got_paths: Vec<&Vec<u8>> = got.keys().collect();
+    let want_paths: Vec<&Vec<u8>> = truth.keys().collect();
+    assert_eq!(got_paths, want_paths);
+    for (path, t) in &truth {
+        assert_eq!(
+            got[path].sha256,
+            t.sha256,
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+        assert_eq!(got[path].size_bytes, t.size);
+    }
+    // Cookies never show up in the catalog nor stay behind.
+    let cookie_dir = PathBuf::from(format!("{}.cookies", d.db.display()));
+    assert!(
+        std::fs::read_dir(&cookie_dir).unwrap().next().is_none(),
+        "cookies left behind"
+    );
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_from_before_a_restart_gets_exactly_what_changed() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    for i in 0..10 {
+        write_old(&root.join(format!("f{i}.txt")), format!("{i}").as_bytes());
+    }
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let clock = d
+        .catalog()
+        .await
+        .get_clock(proto::ClockRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // A change while running, then more while the daemon is down.
+    std::fs::write(root.join("f1.txt"), b"live change").unwrap();
+    assert_synced(&d, &root, &root.join("f1.txt")).await;
+    assert!(d.stop().success());
+    std::fs::write(root.join("f2.txt"), b"offline change").unwrap();
+    std::fs::remove_file(root.join("f3.txt")).unwrap();
+    std::fs::write(root.join("added.txt"), b"offline add").unwrap();
+
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let changes = d
+        .catalog()
+        .await
+        .changes(proto::ChangesRequest {
+            since_clock: clock.clock,
+            instance_id: clock.instance_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!changes.fresh_instance);
+    let mut changed: Vec<String> = changes.changed.iter().map(|f| f.path.clone()).collect();
+    changed.sort();
+    assert_eq!(changed, vec!["added.txt", "f1.txt", "f2.txt"]);
+    assert_eq!(changes.removed, vec!["f3.txt"]);
+    assert!(changes.clock > clock.clock);
+    // Another instance's clock cannot be answered exactly.
+    let fresh = d
+        .catalog()
+        .await
+        .changes(proto::ChangesRequest {
+            since_clock: clock.clock,
+            instance_id: "someone-else".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fresh.fresh_instance);
+    assert_eq!(fresh.changed.len(), 10);
+    assert!(d.stop().success());
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_overflow_converges_and_subscribers_see_a_resync() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("start.txt"), b"start");
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut sub = d
+        .catalog()
+        .await
+        .subscribe(proto::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // Stop the daemon so the kernel queue (16384 events by default) overflows.
+    signal(&d.child, libc::SIGSTOP);
+    let max_events: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    let n = max_events / 2 + 1000;
+    for i in 0..n {
+        std::fs::write(root.join(format!("burst{i}.txt")), b"x").unwrap();
+    }
+    signal(&d.child, libc::SIGCONT);
+    let expected = n + 1;
+    wait_until("the catalog to converge", || async {
+        list_all(&d).await.len() == expected
+    })
+    .await;
+    let mut saw_resync = false;
+    let deadline = Instant::now() + TIMEOUT;
+    while !saw_resync {
+        assert!(Instant::now() < deadline, "no resync marker");
+        match tokio::time::timeout(Duration::from_secs(5), sub.message()).await {
+            Ok(Ok(Some(batch))) => saw_resync |= batch.resync,
+            other => panic!("subscription ended: {other:?}"),
+        }
+    }
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    assert_eq!(got.len(), truth.len());
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_watch_limit_folders_are_polled_and_stay_correct() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    for i in 0..6 {
+        write_old(&root.join(format!("d{i}/f.txt")), b"v1");
+    }
+    let d = start(
+        &dirs,
+        &[
+            root.as_os_str(),
+            "--max-watches".as_ref(),
+            "3".as_ref(),
+            "--poll-interval".as_ref(),
+            "0.2".as_ref(),
+        ],
+    )
+    .await;
+    let stats = d
+        .catalog()
+        .await
+        .stats(proto::StatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stats.polled_dirs > 0, "{stats:?}");
+    assert!(stats.watched_dirs <= 3);
+    assert!(
+        d.log_text().contains("max_user_watches"),
+        "the warning names the sysctl"
+    );
+    // Change a file in every folder: the polled ones converge too.
+    for i in 0..6 {
+        std::fs::write(root.join(format!("d{i}/f.txt")), format!("v2 in {i}")).unwrap();
+    }
+    wait_until("every folder to be seen", || async {
+        let got = list_all(&d).await;
+        let truth = independent_walk(&root, &[]);
+        truth
+            .iter()
+            .all(|(p, t)| got.get(p).is_some_and(|f| f.sha256 == t.sha256))
+    })
+    .await;
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_filters_and_gitignore_edits() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("keep.rs"), b"fn a() {}");
+    write_old(&root.join("notes.txt"), b"n");
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut sub = d
+        .catalog()
+        .await
+        .subscribe(proto::SubscribeRequest {
+            glob: "*.rs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(root.join("other.txt"), b"not matching").unwrap();
+    std::fs::write(root.join("new.rs"), b"fn b() {}").unwrap();
+    let batch = tokio::time::timeout(TIMEOUT, sub.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let added: Vec<&str> = batch.added.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(added, vec!["new.rs"], "{batch:?}");
+    std::fs::remove_file(root.join("keep.rs")).unwrap();
+    let batch = tokio::time::timeout(TIMEOUT, sub.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.removed, vec!["keep.rs"]);
+
+    // A .gitignore edit takes effect at once.
+    std::fs::write(root.join(".gitignore"), b"*.txt\n").unwrap();
+    let mut catalog = d.catalog().await;
+    let e = catalog
+        .get_file(proto::GetFileRequest {
+            path: "notes.txt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    std::fs::write(root.join(".gitignore"), b"").unwrap();
+    catalog
+        .get_file(proto::GetFileRequest {
+            path: "notes.txt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(d.stop().success());
+}
