@@ -412,3 +412,156 @@ async fn subscriptions_filters_and_gitignore_edits() {
         .unwrap();
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_watcher_traps() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    let outside = dirs.tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    for i in 0..5 {
+        write_old(&root.join(format!("sub/f{i}.txt")), b"x");
+    }
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut catalog = d.catalog().await;
+    let clock = |c: proto::ClockResponse| c.clock;
+
+    // 1. The daemon's own reads (hashing opens every file) must not feed back into work:
+    //    once synced, the clock stays put however often we sync again.
+    std::fs::write(root.join("sub/f0.txt"), b"changed").unwrap();
+    let c1 = clock(
+        catalog
+            .get_clock(proto::ClockRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    for _ in 0..5 {
+        let c = clock(
+            catalog
+                .get_clock(proto::ClockRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        assert_eq!(c, c1, "reading files made the daemon see changes");
+    }
+
+    // 2. Files created in a just-created folder (before its watch exists) are catalogued.
+    let deep = root.join("fresh/a/b/c");
+    std::fs::create_dir_all(&deep).unwrap();
+    for i in 0..50 {
+        std::fs::write(deep.join(format!("n{i}.txt")), format!("{i}")).unwrap();
+    }
+    assert_synced(&d, &root, &deep.join("n49.txt")).await;
+    let listed = catalog
+        .list_files(proto::ListFilesRequest {
+            path_prefix: "fresh".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    let mut listed = listed;
+    while let Some(chunk) = listed.message().await.unwrap() {
+        n += chunk.files.len();
+    }
+    assert_eq!(n, 50);
+
+    // 3. Half renames: a folder moved out of the tree reports only its "from" half.
+    std::fs::rename(root.join("sub"), outside.join("sub")).unwrap();
+    for i in 0..5 {
+        assert_synced(&d, &root, &root.join(format!("sub/f{i}.txt"))).await;
+    }
+    //    ... and one moved in reports only its "to" half: all its files appear.
+    std::fs::rename(outside.join("sub"), root.join("back")).unwrap();
+    for i in 0..5 {
+        assert_synced(&d, &root, &root.join(format!("back/f{i}.txt"))).await;
+    }
+    //    Changes inside a folder that was moved within the tree are seen at its new path.
+    std::fs::rename(root.join("back"), root.join("moved")).unwrap();
+    std::fs::write(root.join("moved/f1.txt"), b"edited after the move").unwrap();
+    assert_synced(&d, &root, &root.join("moved/f1.txt")).await;
+    assert_synced(&d, &root, &root.join("back/f1.txt")).await;
+
+    // 4. An atomic save (write a temporary file, rename over the original) gives no remove.
+    std::fs::write(root.join("moved/f2.txt.tmp"), b"atomically saved").unwrap();
+    std::fs::rename(root.join("moved/f2.txt.tmp"), root.join("moved/f2.txt")).unwrap();
+    assert_synced(&d, &root, &root.join("moved/f2.txt")).await;
+    assert_synced(&d, &root, &root.join("moved/f2.txt.tmp")).await;
+
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    assert_eq!(got.len(), truth.len());
+    for (p, t) in &truth {
+        assert_eq!(got[p].sha256, t.sha256);
+    }
+    assert!(d.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_storm_settles_into_few_batches() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    let n = 3000;
+    for i in 0..n {
+        write_old(
+            &root.join(format!("m{}/f{i}.rs", i % 30)),
+            format!("v1 {i}").as_bytes(),
+        );
+    }
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let before = d
+        .catalog()
+        .await
+        .get_clock(proto::ClockRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .clock;
+    let mut sub = d
+        .catalog()
+        .await
+        .subscribe(proto::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // Rewrite every file as fast as a checkout would.
+    for i in 0..n {
+        std::fs::write(root.join(format!("m{}/f{i}.rs", i % 30)), format!("v2 {i}")).unwrap();
+    }
+    let after = d
+        .catalog()
+        .await
+        .get_clock(proto::ClockRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .clock;
+    let mut seen = std::collections::HashSet::new();
+    let mut batches = 0;
+    while seen.len() < n {
+        let b = tokio::time::timeout(TIMEOUT, sub.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        batches += 1;
+        for f in b.added.iter().chain(b.modified.iter()) {
+            seen.insert(f.path.clone());
+        }
+    }
+    assert!(
+        after - before <= 40,
+        "{} batches (clock ticks) for {n} rewritten files",
+        after - before
+    );
+    assert!(batches <= 40, "{batches} batches");
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    for (p, t) in &truth {
+        assert_eq!(got[p].sha256, t.sha256);
+    }
+    assert!(d.stop().success());
+}

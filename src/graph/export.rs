@@ -132,11 +132,13 @@ impl DepGraph {
         s.push_str("digraph dependencies {\n");
         s.push_str("  graph [rankdir=LR];\n");
         s.push_str("  node [shape=box, fontname=\"monospace\"];\n");
-        for (cluster, (name, members)) in self.groups(&sel).into_iter().enumerate() {
+        let mut cluster = 0;
+        for (name, members) in self.groups(&sel) {
             let indent = if name.is_empty() { "  " } else { "    " };
             if !name.is_empty() {
                 let _ = writeln!(s, "  subgraph cluster_{cluster} {{");
                 let _ = writeln!(s, "    label=<{}>;", dot_html(name));
+                cluster += 1;
             }
             for i in members {
                 let _ = writeln!(
@@ -166,10 +168,12 @@ impl DepGraph {
     pub fn to_mermaid(&self, filter: &ExportFilter) -> Result<String, GraphError> {
         let sel = self.select(filter)?;
         let mut s = String::from("flowchart LR\n");
-        for (sub, (name, members)) in self.groups(&sel).into_iter().enumerate() {
+        let mut sub = 0;
+        for (name, members) in self.groups(&sel) {
             let indent = if name.is_empty() { "  " } else { "    " };
             if !name.is_empty() {
                 let _ = writeln!(s, "  subgraph c{sub}[\"{}\"]", mermaid_text(name));
+                sub += 1;
             }
             for i in members {
                 let _ = writeln!(

@@ -208,7 +208,7 @@ impl GraphBuilder {
         } = self;
         let n = paths.len();
         let (paths, node_map) = sort_with_map(paths);
-        let strings_kept: Vec<String> = strings.names.clone();
+        let strings_kept: Vec<String> = strings.names;
         let (kinds, kind_map) = kinds.sorted();
 
         // components and purposes: only the names actually used, each list sorted
@@ -348,16 +348,9 @@ impl DepGraph {
             .importers(id)
             .iter()
             .map(|&f| {
-                let o = self
-                    .out(f)
-                    .iter()
-                    .find(|o| o.to == id)
-                    .copied()
-                    .unwrap_or(Out {
-                        to: id,
-                        kind: 0,
-                        line: 0,
-                    });
+                // rows are sorted by target, and the reverse row lists only real edges
+                let row = self.out(f);
+                let o = row[row.partition_point(|o| o.to < id)];
                 self.graph_edge(f, &o)
             })
             .collect())

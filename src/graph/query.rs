@@ -175,8 +175,8 @@ impl DepGraph {
     ///    (distance, path); a file reached both ways is [`Relation::Both`] at the shorter
     ///    distance;
     /// 2. then, when `depth >= 2` (file → component → file is two steps, as in the knowledge
-    ///    graph), the other files of its component (none when its component is empty), those
-    ///    sharing more leading folders with `path` first, then by path.
+    ///    graph), the other files of its component (none when its component is empty), nearest
+    ///    folders first (steps between the two files' folders in the folder tree), then by path.
     pub fn related(&self, path: &str, depth: usize) -> Result<Vec<Related>, GraphError> {
         let id = self.id(path)?;
         let down = self.bfs(&[id], Way::Forward, Some(depth), None);
@@ -185,7 +185,7 @@ impl DepGraph {
         for &v in &down.order {
             let dd = down.dist[v as usize];
             let du = up.dist[v as usize];
-            if du != UNSEEN && du != 0 {
+            if du != UNSEEN {
                 linked.push((dd.min(du) as usize, v, Relation::Both));
             } else {
                 linked.push((dd as usize, v, Relation::Dependency));
@@ -215,9 +215,9 @@ impl DepGraph {
                         && down.dist[v as usize] == UNSEEN
                         && up.dist[v as usize] == UNSEEN
                 })
-                .map(|v| (shared_folders(path, self.name(v)), v))
+                .map(|v| (folder_distance(path, self.name(v)), v))
                 .collect();
-            same.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            same.sort_unstable();
             out.extend(same.into_iter().map(|(_, v)| Related {
                 path: self.name(v).to_string(),
                 relation: Relation::SameComponent,
@@ -296,15 +296,18 @@ impl DepGraph {
     }
 }
 
-/// Number of leading folders two paths share (`a/b/x.rs` and `a/b/c/y.rs` share 2).
-fn shared_folders(a: &str, b: &str) -> usize {
-    let da = a.rsplit_once('/').map_or("", |(d, _)| d);
-    let db = b.rsplit_once('/').map_or("", |(d, _)| d);
-    if da.is_empty() || db.is_empty() {
-        return 0;
+/// Steps between the folders of two paths in the folder tree: 0 for the same folder, 1 for a
+/// parent or child folder, 2 for a sibling folder, and so on.
+fn folder_distance(a: &str, b: &str) -> usize {
+    let (fa, fb) = (folders(a), folders(b));
+    let shared = fa.iter().zip(&fb).take_while(|(x, y)| x == y).count();
+    fa.len() + fb.len() - 2 * shared
+}
+
+/// The folders of a path, outermost first (none for a file at the root).
+fn folders(path: &str) -> Vec<&str> {
+    match path.rsplit_once('/') {
+        Some((d, _)) => d.split('/').collect(),
+        None => Vec::new(),
     }
-    da.split('/')
-        .zip(db.split('/'))
-        .take_while(|(x, y)| x == y)
-        .count()
 }

@@ -156,10 +156,7 @@ fn unknown_files_are_clear_errors() {
     assert_eq!(g.path("a", "nope.rs"), Err(err.clone()));
     assert_eq!(g.out_edges("nope.rs"), Err(err.clone()));
     assert_eq!(g.component_of("nope.rs"), Err(err.clone()));
-    assert_eq!(
-        err.to_string(),
-        "no file `nope.rs` in the dependency graph"
-    );
+    assert_eq!(err.to_string(), "no file `nope.rs` in the dependency graph");
     let from = ExportFilter {
         from: Some("nope.rs".into()),
         ..Default::default()
@@ -185,7 +182,11 @@ fn path_is_shortest_directed_and_optional() {
     let g = graph(&[("a", "b"), ("b", "c"), ("c", "d"), ("a", "x"), ("x", "d")]);
     assert_eq!(g.path("a", "d").unwrap().unwrap(), ["a", "x", "d"]);
     assert_eq!(g.path("a", "a").unwrap().unwrap(), ["a"]);
-    assert_eq!(g.path("d", "a").unwrap(), None, "edges are not followed backwards");
+    assert_eq!(
+        g.path("d", "a").unwrap(),
+        None,
+        "edges are not followed backwards"
+    );
     assert_eq!(g.path("b", "x").unwrap(), None);
 }
 
@@ -269,7 +270,9 @@ fn cycles_self_loops_and_nested_components() {
     assert_eq!(cycles[0].example, ["a", "b", "a"]);
     assert_eq!(cycles[1].example, ["x", "y", "x"]);
     assert_eq!(cycles[2].example, ["s", "s"]);
-    assert!(graph(&[("a", "b"), ("b", "c"), ("a", "c")]).cycles().is_empty());
+    assert!(graph(&[("a", "b"), ("b", "c"), ("a", "c")])
+        .cycles()
+        .is_empty());
 }
 
 #[test]
@@ -296,9 +299,19 @@ fn long_chains_and_rings_do_not_overflow_the_stack() {
     let n = 100_000;
     let mut b = GraphBuilder::new();
     for i in 0..n {
-        b.edge(&format!("ring/{i:06}"), &format!("ring/{:06}", (i + 1) % n), "use", 1);
+        b.edge(
+            &format!("ring/{i:06}"),
+            &format!("ring/{:06}", (i + 1) % n),
+            "use",
+            1,
+        );
         if i + 1 < n {
-            b.edge(&format!("chain/{i:06}"), &format!("chain/{:06}", i + 1), "use", 1);
+            b.edge(
+                &format!("chain/{i:06}"),
+                &format!("chain/{:06}", i + 1),
+                "use",
+                1,
+            );
         }
     }
     let g = b.build();
@@ -306,10 +319,7 @@ fn long_chains_and_rings_do_not_overflow_the_stack() {
     assert_eq!(cycles.len(), 1);
     assert_eq!(cycles[0].files.len(), n);
     assert_eq!(cycles[0].example.len(), n + 1);
-    assert_eq!(
-        g.dependencies("chain/000000", None).unwrap().len(),
-        n - 1
-    );
+    assert_eq!(g.dependencies("chain/000000", None).unwrap().len(), n - 1);
     assert_eq!(g.affected(&["chain/099999"], Some(3)).files.len(), 3);
 }
 
@@ -367,7 +377,9 @@ fn related_lists_both_directions_then_the_component() {
     assert_eq!(r[1].relation, Relation::Dependent);
     let r = c.related("a/1", 2).unwrap();
     assert_eq!(
-        r.iter().map(|x| (x.relation, x.distance)).collect::<Vec<_>>(),
+        r.iter()
+            .map(|x| (x.relation, x.distance))
+            .collect::<Vec<_>>(),
         [(Relation::Both, 1), (Relation::Both, 1)]
     );
     assert_eq!(Relation::SameComponent.as_str(), "same-component");
@@ -376,7 +388,8 @@ fn related_lists_both_directions_then_the_component() {
 #[test]
 fn related_without_component_lists_only_linked_files() {
     let mut b = GraphBuilder::new();
-    b.edge("a.py", "b.py", "import", 1).file("c.py", "", "source");
+    b.edge("a.py", "b.py", "import", 1)
+        .file("c.py", "", "source");
     let g = b.build();
     let r = g.related("a.py", 3).unwrap();
     assert_eq!(r.len(), 1);
@@ -445,11 +458,19 @@ fn orphans_filter_by_purpose_language_and_entry_points() {
     let g = b.build();
     assert_eq!(
         g.orphans(&[]),
-        ["c/unused.h", "pkg/lonely.py", "src/dead.rs", "src/selfish.rs"]
+        [
+            "c/unused.h",
+            "pkg/lonely.py",
+            "src/dead.rs",
+            "src/selfish.rs"
+        ]
     );
     assert_eq!(g.orphans(DEFAULT_ORPHAN_PURPOSES), g.orphans(&[]));
     assert_eq!(g.orphans(&["test"]), ["tests/t.rs"]);
-    assert!(g.orphans(&["docs", "config"]).is_empty(), "no imports to judge by");
+    assert!(
+        g.orphans(&["docs", "config"]).is_empty(),
+        "no imports to judge by"
+    );
 }
 
 #[test]
@@ -467,7 +488,8 @@ fn components_count_internal_and_crossing_edges() {
     for p in ["core/x.rs", "core/y.rs"] {
         b.file(p, "core", "source");
     }
-    b.file("cli/m.go", "cli", "source").file("README.md", "", "docs");
+    b.file("cli/m.go", "cli", "source")
+        .file("README.md", "", "docs");
     let cg = b.build().components();
     let comps: Vec<(&str, Vec<&str>, usize)> = cg
         .components
@@ -549,10 +571,7 @@ fn nasty_graph() -> DepGraph {
 
 #[test]
 fn escaping_helpers() {
-    assert_eq!(
-        dot_html("a\"b<c>&d\\\n"),
-        "a&quot;b&lt;c&gt;&amp;d\\\\x0A"
-    );
+    assert_eq!(dot_html("a\"b<c>&d\\\n"), "a&quot;b&lt;c&gt;&amp;d\\\\x0A");
     assert_eq!(dot_html("\u{FFFF}é"), "\u{FFFD}é");
     assert_eq!(mermaid_text("a/b_c-d.rs"), "a/b_c-d.rs");
     assert_eq!(mermaid_text("\"#;<\n"), "#34;#35;#59;#60;#92;x0A");
@@ -573,7 +592,10 @@ fn dot_export_escapes_every_label() {
     assert!(dot.contains("subgraph cluster_0 {\n    label=<comp &quot;x&quot; &lt;y&gt;>;"));
     // no raw newline inside a statement
     for line in dot.lines().skip(1) {
-        assert!(line.ends_with(';') || line.ends_with('{') || line.ends_with('}'), "{line}");
+        assert!(
+            line.ends_with(';') || line.ends_with('{') || line.ends_with('}'),
+            "{line}"
+        );
     }
     assert_eq!(dot.matches(" -> ").count(), NASTY.len() - 1);
     validate_with_graphviz(&dot);
@@ -659,7 +681,12 @@ fn json_export_round_trips_names() {
 #[test]
 fn export_filters_by_component_and_neighbourhood() {
     // a/1 → a/2 → b/1 → b/2 ; c/1 → a/1
-    let g = graph(&[("a/1", "a/2"), ("a/2", "b/1"), ("b/1", "b/2"), ("c/1", "a/1")]);
+    let g = graph(&[
+        ("a/1", "a/2"),
+        ("a/2", "b/1"),
+        ("b/1", "b/2"),
+        ("c/1", "a/1"),
+    ]);
     let paths = |f: ExportFilter| -> (Vec<String>, usize) {
         let v: serde_json::Value = serde_json::from_str(&g.to_json(&f).unwrap()).unwrap();
         let nodes = v["nodes"]
@@ -744,7 +771,10 @@ fn a_50k_file_graph_answers_every_query() {
     assert!(g.edge_count() > 150_000);
     let start = &g.files()[25_000].clone();
     assert!(!g.dependencies(start, Some(3)).unwrap().is_empty());
-    assert!(!g.affected(&[g.files()[10].as_str()], Some(3)).files.is_empty());
+    assert!(!g
+        .affected(&[g.files()[10].as_str()], Some(3))
+        .files
+        .is_empty());
     let cycles = g.cycles();
     assert!(!cycles.is_empty());
     let in_cycles: usize = cycles.iter().map(|c| c.files.len()).sum();
