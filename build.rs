@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/workflowdb/v1/catalog.proto",
         "proto/workflowdb/v1/admin.proto",
+        "proto/workflowdb/v1/graph.proto",
         "proto/workflowdb/v1/registry.proto",
     ];
     for proto in &protos {

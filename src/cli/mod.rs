@@ -1,6 +1,7 @@
 //! The command line: argument parsing, the `serve` verb, and client verbs over gRPC.
 
 mod catalog;
+mod graph;
 mod output;
 mod registry;
 
@@ -84,6 +85,41 @@ enum Command {
     },
     /// List watched roots.
     Roots,
+    /// A file's dependencies (or, with --reverse, its dependents).
+    Deps {
+        path: String,
+        #[arg(long)]
+        reverse: bool,
+        /// How many hops.
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// Files related to a file: its dependencies and dependents within --depth, then its
+    /// component's other files (the original get_related_files).
+    Related {
+        path: String,
+        #[arg(long, default_value_t = 2)]
+        depth: u32,
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// Files that depend, directly or not, on the given files or on everything changed since
+    /// a clock, each with the chain that makes it so.
+    Affected {
+        paths: Vec<String>,
+        #[arg(long)]
+        since: Option<u64>,
+        /// How many hops (0: unbounded).
+        #[arg(long, default_value_t = 0)]
+        depth: u32,
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// Dependency-graph queries and export.
+    #[command(subcommand)]
+    Graph(graph::GraphCommand),
     /// Print a root's current clock (after syncing with the watcher).
     Clock {
         #[arg(long)]
@@ -265,6 +301,22 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
         }
         Command::Roots => catalog::roots(channel, &out).await,
         Command::Clock { root } => catalog::clock(channel, root, &out).await,
+        Command::Deps {
+            path,
+            reverse,
+            depth,
+            root,
+        } => graph::deps(channel, path, reverse, depth, root, &out).await,
+        Command::Related { path, depth, root } => {
+            graph::related(channel, path, depth, root, &out).await
+        }
+        Command::Affected {
+            paths,
+            since,
+            depth,
+            root,
+        } => graph::affected(channel, paths, since, depth, root, &out).await,
+        Command::Graph(cmd) => graph::graph(channel, cmd, &out).await,
         Command::Changes {
             root,
             since,

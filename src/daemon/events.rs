@@ -196,6 +196,19 @@ async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>) {
                     }
                 }
                 if let Some(batch) = outcome.batch {
+                    let upserted: Vec<_> = batch
+                        .added
+                        .iter()
+                        .chain(&batch.modified)
+                        .map(|r| r.path.clone())
+                        .collect();
+                    let removed = batch.removed.clone();
+                    let r = Arc::clone(&root);
+                    // The graph follows the catalog before anyone hears of the batch.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        r.graph.apply(&r.path, &upserted, &removed)
+                    })
+                    .await;
                     state.publish(batch);
                 }
                 if outcome.needs_reconcile {

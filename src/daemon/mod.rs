@@ -1,6 +1,7 @@
 //! The daemon: opens the store, reconciles every root, serves gRPC on the Unix socket (and TCP
 //! when asked), talks to systemd, and shuts down cleanly on SIGTERM/SIGINT.
 
+pub mod depgraph;
 pub mod events;
 pub mod listen;
 pub mod root;
@@ -150,6 +151,26 @@ impl DaemonState {
         self.cookies.sync(self.sync_timeout).await
     }
 
+    /// Rebuilds a root's dependency graph in the background.
+    pub fn spawn_graph_rebuild(&self, root: &Arc<Root>) {
+        let root = Arc::clone(root);
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            match root.graph.rebuild(&root.path, &root.store) {
+                Ok(()) => tracing::info!(
+                    root = %root.path.display(),
+                    ms = t.elapsed().as_millis() as u64,
+                    "dependency graph built"
+                ),
+                Err(e) => tracing::error!(
+                    root = %root.path.display(),
+                    error = %e,
+                    "building the dependency graph failed"
+                ),
+            }
+        });
+    }
+
     /// Reconciles a root now and tells subscribers to resynchronise.
     pub async fn reconcile_root(
         &self,
@@ -159,6 +180,9 @@ impl DaemonState {
         let report = root
             .reconcile(reason, &self.walk, Arc::clone(&self.cancel_scans))
             .await?;
+        if report.files_added + report.files_modified + report.files_removed > 0 {
+            self.spawn_graph_rebuild(root);
+        }
         let clock = root.store.meta()?.clock;
         self.publish(crate::catalog::ChangeBatch {
             root_id: root.id.clone(),
@@ -246,6 +270,7 @@ impl DaemonState {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::clone(&root));
+        self.spawn_graph_rebuild(&root);
         if persist {
             self.persist_roots()?;
         }

@@ -23,6 +23,8 @@ pub struct Root {
     /// Counters of the scan in progress (or of the last one).
     progress: Mutex<Arc<ScanProgress>>,
     scanning: AtomicBool,
+    /// The live dependency graph (derived; rebuilt after each full reconcile).
+    pub graph: super::depgraph::RootGraph,
 }
 
 impl Root {
@@ -35,6 +37,7 @@ impl Root {
             writer: tokio::sync::Mutex::new(()),
             progress: Mutex::new(Arc::new(ScanProgress::default())),
             scanning: AtomicBool::new(false),
+            graph: super::depgraph::RootGraph::default(),
         }
     }
 

@@ -48,6 +48,14 @@ fn with_owners(mut info: proto::FileInfo, owners: &OwnerMatcher) -> proto::FileI
     info
 }
 
+/// Fills `dependencies` and `externals` from the root's live dependency graph.
+fn with_deps(mut info: proto::FileInfo, root: &Root, path: &RelPath) -> proto::FileInfo {
+    let (deps, externals) = root.graph.edges_of(path);
+    info.dependencies = deps;
+    info.externals = externals;
+    info
+}
+
 fn store_status(e: crate::store::StoreError) -> Status {
     status_of(e.into())
 }
@@ -68,7 +76,7 @@ impl proto::catalog_server::Catalog for CatalogService {
         match root.store.get(&path).map_err(store_status)? {
             Some(rec) => Ok(Response::new(proto::GetFileResponse {
                 file: Some(with_owners(
-                    file_info(&rec),
+                    with_deps(file_info(&rec), &root, &rec.path),
                     &OwnerMatcher::load(&self.state),
                 )),
                 clock,
@@ -143,7 +151,10 @@ impl proto::catalog_server::Catalog for CatalogService {
                 if !filter.matches(&rec) {
                     continue;
                 }
-                chunk.push(with_owners(file_info(&rec), &owners));
+                chunk.push(with_owners(
+                    with_deps(file_info(&rec), &root, &rec.path),
+                    &owners,
+                ));
                 sent += 1;
                 if chunk.len() == CHUNK
                     && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod auth;
 pub mod catalog;
 pub mod convert;
+pub mod graph;
 pub mod knowledge;
 pub mod registry;
 pub mod sessions;
@@ -61,6 +62,9 @@ pub async fn spawn_servers(
 ) -> Result<Servers, DaemonError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
+        .set_serving::<crate::proto::graph_server::GraphServer<graph::GraphService>>()
+        .await;
+    health_reporter
         .set_serving::<CatalogServer<catalog::CatalogService>>()
         .await;
     health_reporter
@@ -76,6 +80,9 @@ pub async fn spawn_servers(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| DaemonError::Internal(format!("reflection: {e}")))?;
+    let graph =
+        crate::proto::graph_server::GraphServer::new(graph::GraphService::new(Arc::clone(&state)))
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let catalog = CatalogServer::new(catalog::CatalogService::new(Arc::clone(&state)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -114,6 +121,7 @@ pub async fn spawn_servers(
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
             .add_service(catalog.clone())
+            .add_service(graph.clone())
             .add_service(admin.clone())
             .add_service(agents.clone())
             .add_service(workflows.clone())
@@ -141,6 +149,7 @@ pub async fn spawn_servers(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(catalog)
+            .add_service(graph)
             .add_service(admin)
             .add_service(agents)
             .add_service(workflows)
