@@ -148,6 +148,11 @@ impl DaemonState {
         if self.watcher.is_none() {
             return Ok(());
         }
+        // A reconcile in flight (a catch-up after a cold index, a rescan) is part of "every
+        // change before this query": wait for it.
+        for root in self.roots() {
+            drop(root.lock_writer().await);
+        }
         self.cookies.sync(self.sync_timeout).await
     }
 
@@ -263,14 +268,48 @@ impl DaemonState {
             canonical.clone(),
             self.store.root(&id)?,
         ));
+        let unwatched = WalkOptions {
+            on_dir: None,
+            ..self.walk.clone()
+        };
+        *self.adding.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&root));
         let report = root
-            .reconcile("startup", &self.walk, Arc::clone(&self.cancel_scans))
-            .await?;
+            .reconcile("startup", &unwatched, Arc::clone(&self.cancel_scans))
+            .await;
+        *self.adding.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let report = report?;
         self.roots
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::clone(&root));
         self.spawn_graph_rebuild(&root);
+        if self.walk.on_dir.is_some() {
+            // The first reconcile ran without watches: hashing opens files, and every open
+            // of a watched file queues an inotify event, so watching while hashing a whole
+            // tree would overflow the kernel queue (and adding thousands of watches would
+            // delay readiness). A catch-up reconcile now adds the watches folder by folder,
+            // each before listing it, and picks up whatever changed in between. Synced
+            // queries wait for it (they wait for every root's writer).
+            let catch_up = Arc::clone(&root);
+            let walk = self.walk.clone();
+            let cancel = Arc::clone(&self.cancel_scans);
+            tokio::spawn(async move {
+                match catch_up.reconcile("catch-up", &walk, cancel).await {
+                    Ok(r) if r.files_added + r.files_modified + r.files_removed > 0 => {
+                        let root = Arc::clone(&catch_up);
+                        tokio::task::spawn_blocking(move || {
+                            root.graph.rebuild(&root.path, &root.store)
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        root = %catch_up.path.display(),
+                        error = %e,
+                        "catch-up reconcile failed"
+                    ),
+                }
+            });
+        }
         if persist {
             self.persist_roots()?;
         }

@@ -79,6 +79,7 @@ impl Root {
         let reason = reason.to_string();
         let outcome = tokio::task::spawn_blocking(move || {
             reconcile_blocking(&root.path, &root.store, &opts, &progress, &cancel, reason)
+                .map(|(report, _)| report)
         })
         .await;
         self.scanning.store(false, Ordering::Relaxed);
@@ -101,7 +102,7 @@ fn reconcile_blocking(
     progress: &ScanProgress,
     cancel: &AtomicBool,
     reason: String,
-) -> Result<ScanReport, DaemonError> {
+) -> Result<(ScanReport, Vec<RelPath>), DaemonError> {
     let t0 = Instant::now();
     let meta = store.meta()?;
     let previous_started = meta.last_scan.as_ref().map(|s| s.started_ns);
@@ -190,11 +191,14 @@ fn reconcile_blocking(
     };
     // The clock ticks only when something changed.
     let final_clock = if changed > 0 { clock } else { meta.clock };
+    // A catch-up that found nothing leaves the start-up scan's figures (and its racy-clean
+    // cut-off, the earlier and so the safer one) as the last scan.
+    let keep = !(report.reason == "catch-up" && changed == 0);
     store.commit(
         final_clock,
         &plan.removed,
         &plan.recomponent,
-        Some(report.clone()),
+        keep.then(|| report.clone()),
     )?;
     tracing::info!(
         root = %path.display(),
@@ -211,7 +215,7 @@ fn reconcile_blocking(
         reason = %report.reason,
         "reconciled"
     );
-    Ok(report)
+    Ok((report, walked.dirs))
 }
 
 /// What applying one batch of watcher events did.
