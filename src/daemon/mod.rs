@@ -94,6 +94,9 @@ pub struct DaemonState {
     changes: tokio::sync::broadcast::Sender<Arc<crate::catalog::ChangeBatch>>,
     /// How long a synced query waits for the watcher.
     pub sync_timeout: Duration,
+    /// Cancelled once the daemon is ready: background work of the start-up (catch-up
+    /// reconciles, graph builds) waits for it, so it never delays readiness.
+    pub ready: CancellationToken,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -117,6 +120,7 @@ impl DaemonState {
             watcher,
             changes: tokio::sync::broadcast::channel(1024).0,
             sync_timeout,
+            ready: CancellationToken::new(),
             store,
             roots: RwLock::new(BTreeMap::new()),
             walk,
@@ -151,6 +155,7 @@ impl DaemonState {
         // A reconcile in flight (a catch-up after a cold index, a rescan) is part of "every
         // change before this query": wait for it.
         for root in self.roots() {
+            root.wait_caught_up().await;
             drop(root.lock_writer().await);
         }
         self.cookies.sync(self.sync_timeout).await
@@ -159,20 +164,25 @@ impl DaemonState {
     /// Rebuilds a root's dependency graph in the background.
     pub fn spawn_graph_rebuild(&self, root: &Arc<Root>) {
         let root = Arc::clone(root);
-        tokio::task::spawn_blocking(move || {
-            let t = Instant::now();
-            match root.graph.rebuild(&root.path, &root.store) {
-                Ok(()) => tracing::info!(
-                    root = %root.path.display(),
-                    ms = t.elapsed().as_millis() as u64,
-                    "dependency graph built"
-                ),
-                Err(e) => tracing::error!(
-                    root = %root.path.display(),
-                    error = %e,
-                    "building the dependency graph failed"
-                ),
-            }
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            ready.cancelled().await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                match root.graph.rebuild(&root.path, &root.store) {
+                    Ok(()) => tracing::info!(
+                        root = %root.path.display(),
+                        ms = t.elapsed().as_millis() as u64,
+                        "dependency graph built"
+                    ),
+                    Err(e) => tracing::error!(
+                        root = %root.path.display(),
+                        error = %e,
+                        "building the dependency graph failed"
+                    ),
+                }
+            })
+            .await;
         });
     }
 
@@ -293,8 +303,14 @@ impl DaemonState {
             let catch_up = Arc::clone(&root);
             let walk = self.walk.clone();
             let cancel = Arc::clone(&self.cancel_scans);
+            let ready = self.ready.clone();
+            root.catching_up.store(true, Ordering::Release);
             tokio::spawn(async move {
-                match catch_up.reconcile("catch-up", &walk, cancel).await {
+                ready.cancelled().await;
+                let outcome = catch_up.reconcile("catch-up", &walk, cancel).await;
+                catch_up.catching_up.store(false, Ordering::Release);
+                catch_up.caught_up.notify_waiters();
+                match outcome {
                     Ok(r) if r.files_added + r.files_modified + r.files_removed > 0 => {
                         let root = Arc::clone(&catch_up);
                         tokio::task::spawn_blocking(move || {
@@ -494,6 +510,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     );
     tracing::info!(socket = %opts.socket.display(), roots = state.roots().len(), files, "ready");
     systemd::ready(&status);
+    state.ready.cancel();
     systemd::spawn_watchdog(state.shutdown.clone());
 
     state.shutdown.cancelled().await;

@@ -23,6 +23,10 @@ pub struct Root {
     /// Counters of the scan in progress (or of the last one).
     progress: Mutex<Arc<ScanProgress>>,
     scanning: AtomicBool,
+    /// Set until the catch-up reconcile after start-up has run; synced queries wait for it.
+    pub catching_up: AtomicBool,
+    /// Woken when the catch-up reconcile is done.
+    pub caught_up: tokio::sync::Notify,
     /// The live dependency graph (derived; rebuilt after each full reconcile).
     pub graph: super::depgraph::RootGraph,
 }
@@ -37,6 +41,8 @@ impl Root {
             writer: tokio::sync::Mutex::new(()),
             progress: Mutex::new(Arc::new(ScanProgress::default())),
             scanning: AtomicBool::new(false),
+            catching_up: AtomicBool::new(false),
+            caught_up: tokio::sync::Notify::new(),
             graph: super::depgraph::RootGraph::default(),
         }
     }
@@ -86,6 +92,17 @@ impl Root {
         match outcome {
             Ok(r) => r,
             Err(join) => Err(DaemonError::Internal(format!("scan task failed: {join}"))),
+        }
+    }
+
+    /// Waits until the catch-up reconcile after start-up (if any) has run.
+    pub async fn wait_caught_up(&self) {
+        loop {
+            let notified = self.caught_up.notified();
+            if !self.catching_up.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
