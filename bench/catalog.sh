@@ -55,6 +55,10 @@ for i in $(seq "$runs"); do
   read -r t r < <(start_daemon "$work/db"); warm+=("$t"); warm_rss+=("$r")
   hashed=$("$wfdb" --socket "$sock" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["roots"][0]["last_scan"]["files_hashed"])')
   catalogued=$("$wfdb" --socket "$sock" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["roots"][0]["files"])')
+  # The listing is measured on a settled daemon: wait for the start-up catch-up and the
+  # background build of the dependency graph first.
+  "$wfdb" --socket "$sock" clock >/dev/null
+  until "$wfdb" --socket "$sock" graph rank --limit 1 >/dev/null 2>&1; do sleep 0.05; done
   list+=("$(timeit "'$wfdb' --socket '$sock' --json files")")
   stop_daemon
 done

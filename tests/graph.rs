@@ -123,6 +123,27 @@ async fn edges_queries_and_exports() {
         .into_inner()
         .externals;
     assert_eq!(ext, vec!["numpy"]);
+    // Each direct edge keeps how and where it was written.
+    let direct = g
+        .dependencies(proto::DepsRequest {
+            path: "crate/src/lib.rs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .files;
+    let how: Vec<(String, String, u32)> = direct
+        .into_iter()
+        .map(|f| (f.path, f.kind, f.line))
+        .collect();
+    assert_eq!(
+        how,
+        vec![
+            ("crate/src/a.rs".into(), "mod".into(), 1),
+            ("crate/src/b.rs".into(), "mod".into(), 2)
+        ]
+    );
 
     // FileInfo carries them too.
     let f = d

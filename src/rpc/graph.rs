@@ -87,12 +87,33 @@ impl proto::graph_server::Graph for GraphService {
         let externals = RelPath::parse(path.as_bytes())
             .map(|p| root.graph.edges_of(&p).1)
             .unwrap_or_default();
+        let direct = if req.reverse {
+            g.in_edges(&path)
+        } else {
+            g.out_edges(&path)
+        }
+        .map_err(graph_status)?;
+        let how = |p: &str| {
+            direct
+                .iter()
+                .find(|e| if req.reverse { e.from == p } else { e.to == p })
+                .map(|e| (e.kind.clone(), e.line))
+        };
         Ok(Response::new(proto::DepsResponse {
             files: reached
                 .into_iter()
-                .map(|r| proto::ReachedFile {
-                    path: r.path,
-                    depth: r.depth as u32,
+                .map(|r| {
+                    let (kind, line) = if r.depth == 1 {
+                        how(&r.path).unwrap_or_default()
+                    } else {
+                        Default::default()
+                    };
+                    proto::ReachedFile {
+                        path: r.path,
+                        depth: r.depth as u32,
+                        kind,
+                        line,
+                    }
                 })
                 .collect(),
             externals: if req.reverse { Vec::new() } else { externals },
