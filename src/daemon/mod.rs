@@ -366,7 +366,7 @@ impl DaemonState {
     fn persist_roots(&self) -> Result<(), DaemonError> {
         use std::os::unix::ffi::OsStrExt;
         let previous = self.store.roots()?;
-        let entries: Vec<RootEntry> = self
+        let mut entries: Vec<RootEntry> = self
             .roots()
             .iter()
             .map(|r| RootEntry {
@@ -378,7 +378,13 @@ impl DaemonState {
                     .map_or_else(crate::catalog::scan::now_ns, |e| e.added_ns),
             })
             .collect();
-        self.store.set_roots(&entries)?;
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut before = previous;
+        before.sort_by(|a, b| a.id.cmp(&b.id));
+        // Unchanged roots need no write (and no fsync) at every start.
+        if before != entries {
+            self.store.set_roots(&entries)?;
+        }
         Ok(())
     }
 }

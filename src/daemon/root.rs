@@ -217,6 +217,11 @@ fn reconcile_blocking(
         &plan.recomponent,
         keep.then(|| report.clone()),
     )?;
+    // One flush per reconcile that changed something: a crash right after it need not hash
+    // the tree again. (An unchanged tree has nothing worth an fsync.)
+    if changed > 0 {
+        store.flush()?;
+    }
     tracing::info!(
         root = %path.display(),
         files = report.files_seen,
