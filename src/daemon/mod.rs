@@ -304,18 +304,26 @@ impl DaemonState {
             let walk = self.walk.clone();
             let cancel = Arc::clone(&self.cancel_scans);
             let ready = self.ready.clone();
+            let changes = self.changes.clone();
             root.catching_up.store(true, Ordering::Release);
             tokio::spawn(async move {
                 ready.cancelled().await;
-                let outcome = catch_up.reconcile("catch-up", &walk, cancel).await;
-                catch_up.catching_up.store(false, Ordering::Release);
-                catch_up.caught_up.notify_waiters();
-                match outcome {
+                match catch_up.reconcile("catch-up", &walk, cancel).await {
                     Ok(r) if r.files_added + r.files_modified + r.files_removed > 0 => {
+                        // Something changed before the watches existed: the graph follows, and
+                        // subscribers are told to catch up, before synced queries go on.
                         let root = Arc::clone(&catch_up);
-                        tokio::task::spawn_blocking(move || {
+                        let _ = tokio::task::spawn_blocking(move || {
                             root.graph.rebuild(&root.path, &root.store)
-                        });
+                        })
+                        .await;
+                        let clock = catch_up.store.meta().map(|m| m.clock).unwrap_or(0);
+                        let _ = changes.send(Arc::new(crate::catalog::ChangeBatch {
+                            root_id: catch_up.id.clone(),
+                            clock,
+                            resync: true,
+                            ..Default::default()
+                        }));
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
@@ -324,6 +332,8 @@ impl DaemonState {
                         "catch-up reconcile failed"
                     ),
                 }
+                catch_up.catching_up.store(false, Ordering::Release);
+                catch_up.caught_up.notify_waiters();
             });
         }
         if persist {

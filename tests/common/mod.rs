@@ -94,11 +94,26 @@ impl Daemon {
             }
             if self.socket.exists() {
                 if let Ok(ch) = workflowdb::client::connect_unix(&self.socket).await {
-                    if CatalogClient::new(ch)
+                    if CatalogClient::new(ch.clone())
                         .stats(proto::StatsRequest::default())
                         .await
                         .is_ok()
                     {
+                        // Start tests on a settled daemon: a synced query waits for the
+                        // catch-up reconcile that follows start-up.
+                        for root in AdminClient::new(ch.clone())
+                            .list_roots(proto::ListRootsRequest {})
+                            .await
+                            .map(|r| r.into_inner().roots)
+                            .unwrap_or_default()
+                        {
+                            let _ = CatalogClient::new(ch.clone())
+                                .get_clock(proto::ClockRequest {
+                                    root: root.root_id,
+                                    unsynced: false,
+                                })
+                                .await;
+                        }
                         return;
                     }
                 }
