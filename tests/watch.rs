@@ -565,3 +565,42 @@ async fn a_checkout_storm_settles_into_few_batches() {
     }
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_cannot_complete_is_deadline_exceeded_never_stale() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("a.txt"), b"a");
+    let d = start(
+        &dirs,
+        &[root.as_os_str(), "--sync-timeout".as_ref(), "0.5".as_ref()],
+    )
+    .await;
+    // Replace the cookie folder behind the daemon's back: the new one is not watched, so no
+    // cookie can ever be seen and no sync can complete.
+    let cookie_dir = PathBuf::from(format!("{}.cookies", d.db.display()));
+    std::fs::remove_dir_all(&cookie_dir).unwrap();
+    std::fs::create_dir(&cookie_dir).unwrap();
+    let mut catalog = d.catalog().await;
+    let e = catalog
+        .get_file(proto::GetFileRequest {
+            path: "a.txt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    assert!(e.message().contains("without sync"), "{}", e.message());
+    // Asking explicitly for an unsynced answer still works.
+    catalog
+        .get_file(proto::GetFileRequest {
+            path: "a.txt".into(),
+            unsynced: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The timed-out cookie is not left behind.
+    assert!(std::fs::read_dir(&cookie_dir).unwrap().next().is_none());
+    assert!(d.stop().success());
+}
