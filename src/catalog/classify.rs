@@ -410,12 +410,19 @@ pub fn manifest_dirs<'a>(paths: impl Iterator<Item = &'a RelPath>) -> HashSet<Ve
 /// The component of a file: its nearest ancestor folder holding a manifest, else its top-level
 /// folder, else "." for files at the root.
 pub fn component_of(path: &RelPath, manifest_dirs: &HashSet<Vec<u8>>) -> String {
+    component_where(path, |dir| manifest_dirs.contains(dir))
+}
+
+/// The component rule with the manifest test supplied by the caller (`has_manifest(dir)`,
+/// `b""` being the root): the nearest ancestor for which it holds, else the top-level folder,
+/// else ".".
+pub fn component_where(path: &RelPath, mut has_manifest: impl FnMut(&[u8]) -> bool) -> String {
     for dir in path.ancestors() {
-        if manifest_dirs.contains(dir) {
+        if has_manifest(dir) {
             return String::from_utf8_lossy(dir).into_owned();
         }
     }
-    if manifest_dirs.contains(&b""[..]) {
+    if has_manifest(b"") {
         return ".".to_string();
     }
     match path.ancestors().last() {

@@ -472,23 +472,10 @@ fn component_on_disk(
     cache: &mut std::collections::HashMap<Vec<u8>, bool>,
 ) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut dirs: Vec<&[u8]> = path.ancestors().collect();
-    dirs.push(b"");
-    for dir in dirs {
-        let has = *cache.entry(dir.to_vec()).or_insert_with(|| {
+    catalog::classify::component_where(path, |dir| {
+        *cache.entry(dir.to_vec()).or_insert_with(|| {
             let folder = root.join(std::ffi::OsStr::from_bytes(dir));
             MANIFESTS.iter().any(|m| folder.join(m).is_file())
-        });
-        if has {
-            return if dir.is_empty() {
-                ".".to_string()
-            } else {
-                String::from_utf8_lossy(dir).into_owned()
-            };
-        }
-    }
-    match path.ancestors().last() {
-        Some(top) => String::from_utf8_lossy(top).into_owned(),
-        None => ".".to_string(),
-    }
+        })
+    })
 }
