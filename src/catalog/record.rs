@@ -145,7 +145,38 @@ pub struct RecordHead {
     pub error: Option<String>,
 }
 
+impl RecordHead {
+    /// Whether an entry now stat'ed as `kind`/`fingerprint` can keep this record without being
+    /// read: same stat, no earlier error, and an mtime older than `racy_cutoff` (a file
+    /// modified within the cut-off could have changed again within one timestamp tick).
+    pub fn still_valid(&self, kind: FileKind, fingerprint: &Fingerprint, racy_cutoff: i64) -> bool {
+        self.kind == kind
+            && self.fingerprint == *fingerprint
+            && self.error.is_none()
+            && fingerprint.mtime_ns < racy_cutoff
+    }
+
+    /// Whether a freshly made record says exactly what this one said (a racily clean file
+    /// that hashed the same is no change).
+    pub fn same_content(&self, record: &FileRecord) -> bool {
+        self.kind == record.kind
+            && self.fingerprint == record.fingerprint
+            && self.sha256 == record.sha256
+            && self.error == record.error
+    }
+}
+
 impl FileRecord {
+    /// The record's leading fields, as a reconcile compares them.
+    pub fn head(&self) -> RecordHead {
+        RecordHead {
+            kind: self.kind,
+            fingerprint: self.fingerprint,
+            sha256: self.sha256,
+            error: self.error.clone(),
+        }
+    }
+
     /// SHA-256 as 64 lowercase hex characters (empty when not hashed).
     pub fn sha256_hex(&self) -> String {
         self.sha256.map(|h| hex(&h)).unwrap_or_default()

@@ -346,12 +346,8 @@ pub fn plan(
             Some(_) => known += 1,
             None => added_paths = true,
         }
-        let unchanged = prev.is_some_and(|prev| {
-            prev.kind == entry.kind
-                && prev.fingerprint == entry.fingerprint
-                && prev.error.is_none()
-                && entry.fingerprint.mtime_ns < racy_cutoff
-        });
+        let unchanged =
+            prev.is_some_and(|prev| prev.still_valid(entry.kind, &entry.fingerprint, racy_cutoff));
         if unchanged {
             plan.skipped += 1;
         } else {
@@ -450,11 +446,7 @@ pub fn hash_all(
                     };
                     if let Some(prev) = previous.get(&record.path) {
                         // A racily clean file that hashes the same is not a change.
-                        if prev.kind == record.kind
-                            && prev.fingerprint == record.fingerprint
-                            && prev.sha256 == record.sha256
-                            && prev.error == record.error
-                        {
+                        if prev.same_content(&record) {
                             continue;
                         }
                     }

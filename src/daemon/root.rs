@@ -379,10 +379,8 @@ fn apply_events_blocking(
             // read again (a rewrite within one timestamp tick keeps its fingerprint).
             if is_dir {
                 if let Some(s) = &stored {
-                    if s.kind == entry.kind
-                        && s.fingerprint == entry.fingerprint
-                        && s.error.is_none()
-                        && entry.fingerprint.mtime_ns < racy_cutoff
+                    if s.head()
+                        .still_valid(entry.kind, &entry.fingerprint, racy_cutoff)
                     {
                         continue;
                     }

@@ -491,6 +491,15 @@ mod tests {
     }
 
     #[test]
+    fn record_head_is_the_encoded_prefix_of_a_record() {
+        // Guards the field order FileRecord relies on: load_heads decodes only the prefix.
+        let mut r = rec("dir/x");
+        r.error = Some("denied".into());
+        let head: RecordHead = decode_prefix(&encode(&r).unwrap()).unwrap();
+        assert_eq!(head, r.head());
+    }
+
+    #[test]
     fn apply_advances_clock_and_leaves_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
