@@ -529,26 +529,17 @@ fn changes_since(
     foreign: bool,
 ) -> Result<proto::ChangesResponse, crate::store::StoreError> {
     let clock = root.store.meta()?.clock;
-    let fresh = foreign || since > clock || since == 0;
-    let mut changed = Vec::new();
-    for rec in root.store.files_under(None) {
-        let rec = rec?;
-        if fresh || rec.clock > since {
-            changed.push(file_info(&rec));
-        }
-    }
-    let removed = if fresh {
-        Vec::new()
-    } else {
-        let mut r: Vec<(crate::paths::RelPath, u64)> = root.store.tombstones_since(since)?;
-        r.sort();
-        r.into_iter().map(|(p, _)| p.to_lossy()).collect()
-    };
+    // A clock from another instance or from the future cannot be answered exactly: list
+    // everything (and no removals), flagged as a fresh instance. Clock 0 means "everything".
+    let exact = !foreign && since <= clock;
+    let (records, removed) = root.store.changed_since(if exact { since } else { 0 })?;
+    let changed = records.iter().map(file_info).collect();
+    let removed = removed.iter().map(RelPath::to_lossy).collect();
     Ok(proto::ChangesResponse {
         root: root.path.display().to_string(),
         clock,
         instance_id: String::new(),
-        fresh_instance: fresh && since != 0 || foreign,
+        fresh_instance: !exact,
         changed,
         removed,
     })

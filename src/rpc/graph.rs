@@ -159,19 +159,9 @@ impl proto::graph_server::Graph for GraphService {
             }
             let r = Arc::clone(&root);
             tokio::task::spawn_blocking(move || -> Result<Vec<String>, crate::store::StoreError> {
-                let mut out = Vec::new();
-                for rec in r.store.files_under(None) {
-                    let rec = rec?;
-                    if rec.clock > since {
-                        out.push(rec.path.to_lossy());
-                    }
-                }
-                out.extend(
-                    r.store
-                        .tombstones_since(since)?
-                        .into_iter()
-                        .map(|(p, _)| p.to_lossy()),
-                );
+                let (records, removed) = r.store.changed_since(since)?;
+                let mut out: Vec<String> = records.iter().map(|rec| rec.path.to_lossy()).collect();
+                out.extend(removed.iter().map(RelPath::to_lossy));
                 out.sort();
                 Ok(out)
             })

@@ -414,6 +414,28 @@ impl RootStore {
         Ok(())
     }
 
+    /// What changed after `clock`: the records written since (added or modified), and the
+    /// paths removed since, sorted. With `clock` 0, every record and no removal.
+    pub fn changed_since(&self, clock: u64) -> Result<(Vec<FileRecord>, Vec<RelPath>)> {
+        let mut changed = Vec::new();
+        for rec in self.files_under(None) {
+            let rec = rec?;
+            if rec.clock > clock {
+                changed.push(rec);
+            }
+        }
+        let mut removed: Vec<RelPath> = if clock == 0 {
+            Vec::new()
+        } else {
+            self.tombstones_since(clock)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        };
+        removed.sort();
+        Ok((changed, removed))
+    }
+
     /// Paths removed after `clock`, with the clock of their removal.
     pub fn tombstones_since(&self, clock: u64) -> Result<Vec<(RelPath, u64)>> {
         let mut out = Vec::new();
@@ -534,6 +556,13 @@ mod tests {
         assert!(root.tombstones_since(2).unwrap().is_empty());
         // An empty change set does not tick the clock.
         assert_eq!(root.apply(ChangeSet::default(), None).unwrap(), 2);
+        // What changed since a clock: records written after it, removals after it.
+        let (changed, removed) = root.changed_since(1).unwrap();
+        assert!(changed.is_empty());
+        assert_eq!(removed, vec![RelPath::parse(b"a").unwrap()]);
+        let (changed, removed) = root.changed_since(0).unwrap();
+        assert_eq!(changed.len(), 2);
+        assert!(removed.is_empty());
     }
 
     #[test]
