@@ -282,7 +282,8 @@ fn apply_events_blocking(
     let rules = IgnoreRules::new(&root.path, &opts.ignore_globs, &opts.exclude)?;
     let mut layers: HashMap<Vec<u8>, Option<Arc<Layer>>> = HashMap::new();
     let mut manifests: HashMap<Vec<u8>, bool> = HashMap::new();
-    let mut upserts: BTreeMap<RelPath, FileRecord> = BTreeMap::new();
+    // New or changed records, each with whether it had a record before (added vs modified).
+    let mut upserts: BTreeMap<RelPath, (FileRecord, bool)> = BTreeMap::new();
     let mut removed: BTreeSet<RelPath> = BTreeSet::new();
     let mut outcome = EventOutcome::default();
     let progress = ScanProgress::default();
@@ -404,50 +405,36 @@ fn apply_events_blocking(
                 }
             }
             removed.remove(&record.path);
-            upserts.insert(record.path.clone(), record);
+            upserts.insert(record.path.clone(), (record, stored.is_some()));
         }
     }
     for p in &removed {
         upserts.remove(p);
     }
-    // Only paths that really had a record are removals.
-    let mut removals = Vec::new();
-    for p in removed {
-        if root.store.get(&p)?.is_some() {
-            removals.push(p);
-        }
+    // Every path in `removed` came from a stored record, so each is a real removal.
+    let removed: Vec<RelPath> = removed.into_iter().collect();
+    if upserts.is_empty() && removed.is_empty() {
+        return Ok(outcome);
     }
-    let mut changes = catalog::ChangeSet {
-        upserts: Vec::with_capacity(upserts.len()),
-        removed: removals,
+    let changes = catalog::ChangeSet {
+        upserts: upserts.values().map(|(rec, _)| rec.clone()).collect(),
+        removed: removed.clone(),
         added: 0,
         modified: 0,
     };
-    let mut is_new = Vec::with_capacity(upserts.len());
-    for (path, rec) in upserts {
-        let existed = root.store.get(&path)?.is_some();
-        is_new.push(!existed);
-        changes.upserts.push(rec);
-    }
-    if changes.is_empty() {
-        return Ok(outcome);
-    }
-    let removed_paths = changes.removed.clone();
-    let mut records = changes.upserts.clone();
     let clock = root.store.apply(changes, None)?;
     let mut batch = ChangeBatch {
         root_id: root.id.clone(),
         clock,
-        removed: removed_paths,
+        removed,
         ..Default::default()
     };
-    for (rec, new) in records.drain(..).zip(is_new) {
-        let mut rec = rec;
+    for (mut rec, existed) in upserts.into_values() {
         rec.clock = clock;
-        if new {
-            batch.added.push(rec);
-        } else {
+        if existed {
             batch.modified.push(rec);
+        } else {
+            batch.added.push(rec);
         }
     }
     tracing::debug!(
