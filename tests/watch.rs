@@ -604,3 +604,87 @@ async fn a_sync_that_cannot_complete_is_deadline_exceeded_never_stale() {
     assert!(std::fs::read_dir(&cookie_dir).unwrap().next().is_none());
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_to_odd_files_are_caught_and_lose_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("keep.txt"), b"k");
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut catalog = d.catalog().await;
+    let get =
+        |c: &mut workflowdb::proto::catalog_client::CatalogClient<tonic::transport::Channel>,
+         p: &[u8]| {
+            let mut c = c.clone();
+            let req = proto::GetFileRequest {
+                path_bytes: p.to_vec(),
+                ..Default::default()
+            };
+            async move { c.get_file(req).await }
+        };
+
+    // A name that is not UTF-8, created and then changed while the daemon runs.
+    let latin = root.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&latin, b"one").unwrap();
+    let f = get(&mut catalog, b"caf\xe9.txt")
+        .await
+        .unwrap()
+        .into_inner()
+        .file
+        .unwrap();
+    assert_eq!(f.path_bytes, b"caf\xe9.txt");
+    assert_eq!(f.size_bytes, 3);
+    std::fs::write(&latin, b"three").unwrap();
+    let f = get(&mut catalog, b"caf\xe9.txt")
+        .await
+        .unwrap()
+        .into_inner()
+        .file
+        .unwrap();
+    assert_eq!(f.size_bytes, 5);
+
+    // An empty file, and one emptied.
+    std::fs::write(root.join("empty"), b"").unwrap();
+    let f = get(&mut catalog, b"empty")
+        .await
+        .unwrap()
+        .into_inner()
+        .file
+        .unwrap();
+    assert_eq!(
+        f.sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    std::fs::write(root.join("keep.txt"), b"").unwrap();
+    let f = get(&mut catalog, b"keep.txt")
+        .await
+        .unwrap()
+        .into_inner()
+        .file
+        .unwrap();
+    assert_eq!(f.size_bytes, 0);
+
+    // A FIFO appearing live is recorded, never opened (the daemon would block if it were).
+    mkfifo(&root.join("pipe"));
+    let f = get(&mut catalog, b"pipe")
+        .await
+        .unwrap()
+        .into_inner()
+        .file
+        .unwrap();
+    assert_eq!(f.kind, proto::FileKind::Fifo as i32);
+    assert!(f.sha256.is_empty());
+
+    // Deleted live: gone from the catalog, and nothing else is lost.
+    std::fs::remove_file(&latin).unwrap();
+    let e = get(&mut catalog, b"caf\xe9.txt").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let got = list_all(&d).await;
+    let truth = independent_walk(&root, &[]);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>()
+    );
+    assert!(d.stop().success());
+}
