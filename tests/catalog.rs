@@ -259,12 +259,7 @@ async fn restart_rehashes_exactly_what_changed_offline() {
     );
 
     // The records agree with the disk, and the changed ones carry a newer clock.
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    assert_eq!(got.len(), truth.len());
-    for (path, t) in &truth {
-        assert_eq!(got[path].sha256, t.sha256);
-    }
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     let changed = catalog
         .list_files(proto::ListFilesRequest {
             since_clock: Some(clock_before),
@@ -484,11 +479,6 @@ async fn after_a_crash_the_restart_still_hashes_only_what_changed() {
         (1, 1, 1),
         "{scan:?}"
     );
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    assert_eq!(got.len(), truth.len());
-    for (path, t) in &truth {
-        assert_eq!(got[path].sha256, t.sha256);
-    }
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     assert!(d.stop().success());
 }

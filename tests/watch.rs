@@ -174,20 +174,7 @@ async fn a_thousand_random_operations_each_seen_by_the_next_synced_query() {
         }
     }
     // The whole catalog equals an independent walk.
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    let got_paths: Vec<&Vec<u8>> = got.keys().collect();
-    let want_paths: Vec<&Vec<u8>> = truth.keys().collect();
-    assert_eq!(got_paths, want_paths);
-    for (path, t) in &truth {
-        assert_eq!(
-            got[path].sha256,
-            t.sha256,
-            "{}",
-            String::from_utf8_lossy(path)
-        );
-        assert_eq!(got[path].size_bytes, t.size);
-    }
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     // Cookies never show up in the catalog nor stay behind.
     let cookie_dir = PathBuf::from(format!("{}.cookies", d.db.display()));
     assert!(
@@ -305,9 +292,7 @@ async fn queue_overflow_converges_and_subscribers_see_a_resync() {
             other => panic!("subscription ended: {other:?}"),
         }
     }
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    assert_eq!(got.len(), truth.len());
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     assert!(d.stop().success());
 }
 
@@ -491,12 +476,7 @@ async fn known_watcher_traps() {
     assert_synced(&d, &root, &root.join("moved/f2.txt")).await;
     assert_synced(&d, &root, &root.join("moved/f2.txt.tmp")).await;
 
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    assert_eq!(got.len(), truth.len());
-    for (p, t) in &truth {
-        assert_eq!(got[p].sha256, t.sha256);
-    }
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     assert!(d.stop().success());
 }
 
@@ -558,11 +538,7 @@ async fn a_checkout_storm_settles_into_few_batches() {
         after - before
     );
     assert!(batches <= 40, "{batches} batches");
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    for (p, t) in &truth {
-        assert_eq!(got[p].sha256, t.sha256);
-    }
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     assert!(d.stop().success());
 }
 
@@ -680,11 +656,6 @@ async fn live_changes_to_odd_files_are_caught_and_lose_nothing() {
     std::fs::remove_file(&latin).unwrap();
     let e = get(&mut catalog, b"caf\xe9.txt").await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
-    let got = list_all(&d).await;
-    let truth = independent_walk(&root, &[]);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        truth.keys().collect::<Vec<_>>()
-    );
+    assert_catalog_matches_disk(&d, &root, &[]).await;
     assert!(d.stop().success());
 }

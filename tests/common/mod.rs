@@ -326,3 +326,30 @@ pub fn cli(socket: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Asserts that the daemon's whole catalog equals an independent walk of `root` (with the
+/// paths in `skip` known to be ignored): the same paths, and for each the same kind, size and
+/// SHA-256.
+pub async fn assert_catalog_matches_disk(d: &Daemon, root: &Path, skip: &[&str]) {
+    let got = list_all(d).await;
+    let truth = independent_walk(root, skip);
+    let got_paths: Vec<String> = got
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let want_paths: Vec<String> = truth
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        got_paths, want_paths,
+        "catalogued paths differ from the disk"
+    );
+    for (path, t) in &truth {
+        let f = &got[path];
+        let shown = String::from_utf8_lossy(path);
+        assert_eq!(f.kind, t.kind as i32, "{shown}: kind");
+        assert_eq!(f.size_bytes, t.size, "{shown}: size");
+        assert_eq!(f.sha256, t.sha256, "{shown}: sha256");
+    }
+}
