@@ -1,7 +1,9 @@
 //! The command line: argument parsing, the `serve` verb, and client verbs over gRPC.
 
 mod catalog;
+mod config;
 mod graph;
+mod logging;
 mod output;
 mod registry;
 
@@ -28,9 +30,12 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(name = "wfdb", version, about, long_about = None)]
 pub struct Cli {
-    /// The daemon's Unix socket [default: $RUNTIME_DIRECTORY/wfdb.sock, else $XDG_RUNTIME_DIR/wfdb/wfdb.sock]
-    #[arg(long, global = true, env = "WFDB_SOCKET")]
+    /// The daemon's Unix socket [default: $RUNTIME_DIRECTORY/wfdb.sock, else $XDG_RUNTIME_DIR/wfdb/wfdb.sock] [env: WFDB_SOCKET] [config: socket]
+    #[arg(long, global = true)]
     socket: Option<PathBuf>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/wfdb/config.toml if present; /etc/wfdb/config.toml under systemd] [env: WFDB_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print JSON (one object per line for lists) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -41,7 +46,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: catalog PATHs (default: the current folder) and serve gRPC.
-    Serve(ServeArgs),
+    Serve(config::ServeArgs),
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Show per-root counts, the last scan's figures and the clock.
     Status {
         /// Root path or id (default: every root).
@@ -170,50 +178,26 @@ enum Command {
     },
 }
 
-#[derive(clap::Args, Debug)]
-struct ServeArgs {
-    /// Folders to watch, added to those watched before (default: the current folder).
-    paths: Vec<PathBuf>,
-    /// Database folder [default: $STATE_DIRECTORY/db, else $XDG_STATE_HOME/wfdb/db, else ~/.local/state/wfdb/db]
-    #[arg(long, env = "WFDB_DB")]
-    db: Option<PathBuf>,
-    /// Also serve on TCP at HOST:PORT (requires --token-file).
-    #[arg(long, env = "WFDB_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
-    /// File whose first line is the bearer token TCP clients must send (mode 0600).
-    #[arg(long, env = "WFDB_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Extra gitignore-style glob to leave out of the catalog (repeatable).
-    #[arg(
-        long = "ignore",
-        value_name = "GLOB",
-        env = "WFDB_IGNORE",
-        value_delimiter = ','
-    )]
-    ignore: Vec<String>,
-    /// Bound of the database page cache, in MiB.
-    #[arg(long, default_value_t = 64, env = "WFDB_CACHE_MB")]
-    cache_mb: u64,
-    /// Most inotify watches to use (0: as many as the kernel allows); folders beyond are polled.
-    #[arg(long, default_value_t = 0, env = "WFDB_MAX_WATCHES")]
-    max_watches: usize,
-    /// Seconds between reconciles of folders that could not be watched.
-    #[arg(long, default_value_t = 2.0, env = "WFDB_POLL_INTERVAL")]
-    poll_interval: f64,
-    /// Seconds a synced query waits for the watcher before failing with DEADLINE_EXCEEDED.
-    #[arg(long, default_value_t = 10.0, env = "WFDB_SYNC_TIMEOUT")]
-    sync_timeout: f64,
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Print every setting, its value and where it came from (flag, environment variable,
+    /// configuration file and line, or default). Takes the same flags as `serve`; fails like
+    /// `serve` would on a bad setting, naming the file, line and key.
+    Show(config::ServeArgs),
 }
 
 /// Runs one command and maps its outcome to an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(workflowdb::config::default_socket_path);
+    let socket = cli.socket.as_deref();
+    let config_file = cli.config.as_deref();
     let outcome = match cli.command {
-        Command::Serve(args) => serve(args, socket).await,
-        other => client_command(other, &socket, cli.json).await,
+        Command::Serve(args) => serve(args, socket, config_file).await,
+        Command::Config(ConfigCmd::Show(args)) => config::settings(&args, socket, config_file)
+            .map(|s| config::show(&s, &output::Output::new(cli.json))),
+        other => match config::client_socket(socket, config_file) {
+            Ok(socket) => client_command(other, &socket, cli.json).await,
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -242,50 +226,43 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-async fn serve(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
-    init_logging();
-    let roots = if args.paths.is_empty() {
-        vec![std::env::current_dir()?]
-    } else {
-        args.paths
-    };
+async fn serve(
+    args: config::ServeArgs,
+    socket: Option<&std::path::Path>,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let settings = config::settings(&args, socket, config_file)?;
+    logging::init(settings.log_format, &settings.log_filter);
+    if let Some(file) = &settings.config_file {
+        tracing::info!(file = %file.display(), "configuration file read");
+    }
     let opts = workflowdb::daemon::ServeOptions {
-        roots,
-        db: args.db.unwrap_or_else(workflowdb::config::default_db_dir),
-        socket,
-        listen: args.listen,
-        token_file: args.token_file,
-        ignore_globs: args.ignore,
-        cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
-        max_watches: args.max_watches,
-        poll_interval: seconds(args.poll_interval, "--poll-interval")?,
-        sync_timeout: seconds(args.sync_timeout, "--sync-timeout")?,
+        roots: settings.roots,
+        db: settings.db,
+        socket: settings.socket,
+        listen: settings.listen,
+        token_file: settings.token_file,
+        ignore_globs: settings.ignore,
+        cache_bytes: settings.cache_mb.saturating_mul(1024 * 1024),
+        max_watches: usize::try_from(settings.max_watches).unwrap_or(usize::MAX),
+        poll_interval: settings.poll_interval,
+        sync_timeout: settings.sync_timeout,
+        settle: settings.settle,
+        max_batch_delay: settings.max_batch_delay,
+        c_include_paths: settings.c_include_paths,
+        tombstone_retention: settings.tombstone_retention,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())
-}
-
-fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
-    if !(value.is_finite() && value > 0.0 && value < 86_400.0) {
-        anyhow::bail!("{flag} must be a number of seconds between 0 and 86400, got {value}");
-    }
-    Ok(std::time::Duration::from_secs_f64(value))
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let channel = connect_unix(socket).await?;
     let out = output::Output::new(json);
     match cmd {
-        Command::Serve(_) => unreachable!("serve is handled before connecting"),
+        Command::Serve(_) | Command::Config(_) => {
+            unreachable!("serve and config are handled before connecting")
+        }
         Command::Status { root } => catalog::status(channel, root, &out).await,
         Command::Files(args) => catalog::files(channel, args, &out).await,
         Command::File { path, root } => catalog::file(channel, path, root, &out).await,

@@ -69,13 +69,18 @@ impl RootGraph {
 
     /// Builds the index from every catalogued file (blocking), then replays what changed
     /// meanwhile.
-    pub fn rebuild(&self, root: &Path, store: &RootStore) -> Result<(), DaemonError> {
+    pub fn rebuild(
+        &self,
+        root: &Path,
+        store: &RootStore,
+        config: &ResolveConfig,
+    ) -> Result<(), DaemonError> {
         {
             let mut inner = self.lock();
             inner.rebuilding = true;
             inner.pending.clear();
         }
-        let mut index = DependencyIndex::new(ResolveConfig::default());
+        let mut index = DependencyIndex::new(config.clone());
         for rec in store.files_under(None) {
             let rec = rec?;
             let Some(path) = rec.path.as_str() else {

@@ -14,11 +14,6 @@ use tokio::time::Instant;
 use super::{DaemonError, DaemonState};
 use crate::watch::WatchMsg;
 
-/// Quiet time after the last event before a batch is applied.
-const SETTLE: Duration = Duration::from_millis(10);
-/// A batch is applied at the latest this long after its first event, however busy.
-const MAX_BATCH_DELAY: Duration = Duration::from_millis(100);
-
 /// Read-your-writes: a cookie file created in the daemon's own folder, watched by the same
 /// inotify instance as every root, proves that all events queued before it have been read.
 pub struct CookieSync {
@@ -122,7 +117,7 @@ pub fn spawn(
         let mut last = Instant::now();
         loop {
             let deadline = match first {
-                Some(f) => (last + SETTLE).min(f + MAX_BATCH_DELAY),
+                Some(f) => (last + state.tuning.settle).min(f + state.tuning.max_batch_delay),
                 None => Instant::now() + Duration::from_secs(3600),
             };
             let mut due = false;

@@ -71,6 +71,38 @@ pub struct ServeOptions {
     pub poll_interval: Duration,
     /// How long a synced query waits for the watcher.
     pub sync_timeout: Duration,
+    /// Quiet time after the last event before a batch is applied.
+    pub settle: Duration,
+    /// A batch is applied at the latest this long after its first event.
+    pub max_batch_delay: Duration,
+    /// Extra root-relative C/C++ include folders for dependency resolution.
+    pub c_include_paths: Vec<String>,
+    /// How long tombstones are kept (`None`: forever).
+    pub tombstone_retention: Option<Duration>,
+}
+
+/// Settings of the daemon's background work, with defaults.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Quiet time after the last event before a batch is applied.
+    pub settle: Duration,
+    /// A batch is applied at the latest this long after its first event, however busy.
+    pub max_batch_delay: Duration,
+    /// How imports are resolved to files.
+    pub resolve: crate::deps::ResolveConfig,
+    /// How long tombstones are kept (`None`: forever).
+    pub tombstone_retention: Option<Duration>,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            settle: Duration::from_millis(10),
+            max_batch_delay: Duration::from_millis(100),
+            resolve: crate::deps::ResolveConfig::default(),
+            tombstone_retention: Some(Duration::from_secs(30 * 86_400)),
+        }
+    }
 }
 
 /// State shared by every request handler.
@@ -94,6 +126,8 @@ pub struct DaemonState {
     changes: tokio::sync::broadcast::Sender<Arc<crate::catalog::ChangeBatch>>,
     /// How long a synced query waits for the watcher.
     pub sync_timeout: Duration,
+    /// Settings of background work.
+    pub tuning: Tuning,
     /// Cancelled once the daemon is ready: background work of the start-up (catch-up
     /// reconciles, graph builds) waits for it, so it never delays readiness.
     pub ready: CancellationToken,
@@ -120,6 +154,7 @@ impl DaemonState {
             watcher,
             changes: tokio::sync::broadcast::channel(1024).0,
             sync_timeout,
+            tuning: Tuning::default(),
             ready: CancellationToken::new(),
             store,
             roots: RwLock::new(BTreeMap::new()),
@@ -165,11 +200,12 @@ impl DaemonState {
     pub fn spawn_graph_rebuild(&self, root: &Arc<Root>) {
         let root = Arc::clone(root);
         let ready = self.ready.clone();
+        let resolve = self.tuning.resolve.clone();
         tokio::spawn(async move {
             ready.cancelled().await;
             let _ = tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
-                match root.graph.rebuild(&root.path, &root.store) {
+                match root.graph.rebuild(&root.path, &root.store, &resolve) {
                     Ok(()) => tracing::info!(
                         root = %root.path.display(),
                         ms = t.elapsed().as_millis() as u64,
@@ -305,6 +341,7 @@ impl DaemonState {
             let cancel = Arc::clone(&self.cancel_scans);
             let ready = self.ready.clone();
             let changes = self.changes.clone();
+            let resolve = self.tuning.resolve.clone();
             root.catching_up.store(true, Ordering::Release);
             tokio::spawn(async move {
                 ready.cancelled().await;
@@ -314,7 +351,7 @@ impl DaemonState {
                         // subscribers are told to catch up, before synced queries go on.
                         let root = Arc::clone(&catch_up);
                         let _ = tokio::task::spawn_blocking(move || {
-                            root.graph.rebuild(&root.path, &root.store)
+                            root.graph.rebuild(&root.path, &root.store, &resolve)
                         })
                         .await;
                         let clock = catch_up.store.meta().map(|m| m.clock).unwrap_or(0);
@@ -446,13 +483,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     // Validate globs before any work so a typo is reported at once.
     crate::catalog::rules::IgnoreRules::new(Path::new("/"), &walk.ignore_globs, &[])?;
     watcher.watch_dir(cookies.dir());
-    let state = Arc::new(DaemonState::new(
-        store,
-        walk,
-        cookies,
-        Some(watcher),
-        opts.sync_timeout,
-    ));
+    let mut state = DaemonState::new(store, walk, cookies, Some(watcher), opts.sync_timeout);
+    state.tuning = Tuning {
+        settle: opts.settle,
+        max_batch_delay: opts.max_batch_delay,
+        resolve: crate::deps::ResolveConfig {
+            c_include_paths: opts.c_include_paths.clone(),
+        },
+        tombstone_retention: opts.tombstone_retention,
+    };
+    let state = Arc::new(state);
     spawn_signal_handler(Arc::clone(&state))?;
     // Events are collected from the start; batches wait for each root's first reconcile.
     let _pipeline = events::spawn(Arc::clone(&state), events_rx);

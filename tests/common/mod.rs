@@ -68,6 +68,10 @@ pub async fn start_with(
         .arg("--socket")
         .arg(&dirs.socket)
         .env("RUST_LOG", "info")
+        // No configuration file of the machine's user may change what a test runs.
+        .env("XDG_CONFIG_HOME", dirs.tmp.path())
+        .env_remove("WFDB_CONFIG")
+        .env_remove("INVOCATION_ID")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .stdin(Stdio::null())

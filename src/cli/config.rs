@@ -1,0 +1,153 @@
+//! Settings on the command line: the `serve` flags, `wfdb config show`, and the socket a client
+//! connects to.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use workflowdb::config::{self, Environment, Flags, Settings, KEYS};
+
+use super::output::Output;
+
+/// The daemon's settings as flags. Each can also come from a `WFDB_*` variable or the
+/// configuration file (`wfdb config show` lists keys, variables and where each value came from).
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Folders to watch, added to those watched before (default: the current folder). [env: WFDB_ROOTS, ':'-separated] [config: roots]
+    pub paths: Vec<PathBuf>,
+    /// Database folder [default: $STATE_DIRECTORY/db, else $XDG_STATE_HOME/wfdb/db, else ~/.local/state/wfdb/db] [env: WFDB_DB] [config: db]
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Also serve on TCP at HOST:PORT (requires --token-file). [env: WFDB_LISTEN] [config: listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// File whose first line is the bearer token TCP clients must send (mode 0600). [env: WFDB_TOKEN_FILE] [config: token_file]
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Extra gitignore-style glob to leave out of the catalog (repeatable, or comma-separated). [env: WFDB_IGNORE] [config: ignore]
+    #[arg(long = "ignore", value_name = "GLOB")]
+    pub ignore: Vec<String>,
+    /// Bound of the database page cache, in MiB [default: 64] [env: WFDB_CACHE_MB] [config: cache_mb]
+    #[arg(long, value_name = "MIB")]
+    pub cache_mb: Option<String>,
+    /// How long a synced query waits for the watcher before DEADLINE_EXCEEDED [default: 10s] [env: WFDB_SYNC_TIMEOUT] [config: sync_timeout]
+    #[arg(long, value_name = "DURATION")]
+    pub sync_timeout: Option<String>,
+    /// Most inotify watches to use (0: as many as the kernel allows); folders beyond are polled [default: 0] [env: WFDB_MAX_WATCHES] [config: watch.max_watches]
+    #[arg(long, value_name = "N")]
+    pub max_watches: Option<String>,
+    /// Time between reconciles of folders that could not be watched [default: 2s] [env: WFDB_POLL_INTERVAL] [config: watch.poll_interval]
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// Quiet time after the last event before a batch is applied [default: 10ms] [env: WFDB_SETTLE] [config: watch.settle]
+    #[arg(long, value_name = "DURATION")]
+    pub settle: Option<String>,
+    /// Longest a batch waits after its first event [default: 100ms] [env: WFDB_MAX_BATCH_DELAY] [config: watch.max_batch_delay]
+    #[arg(long, value_name = "DURATION")]
+    pub max_batch_delay: Option<String>,
+    /// Root-relative C/C++ include folder for dependency resolution (repeatable). [env: WFDB_C_INCLUDE] [config: deps.c_include_paths]
+    #[arg(long = "c-include", value_name = "DIR")]
+    pub c_include: Vec<String>,
+    /// How long deletions are remembered for `changes --since` ("forever" keeps them) [default: 30d] [env: WFDB_TOMBSTONE_RETENTION] [config: retention.tombstones]
+    #[arg(long, value_name = "DURATION")]
+    pub tombstone_retention: Option<String>,
+    /// Log format [default: auto: the journal under systemd, else human] [env: WFDB_LOG_FORMAT] [config: log.format]
+    #[arg(long, value_parser = ["auto", "human", "json", "journald"])]
+    pub log_format: Option<String>,
+    /// Which log lines to write, in RUST_LOG syntax [default: info] [env: WFDB_LOG, RUST_LOG] [config: log.filter]
+    #[arg(long, value_name = "FILTER")]
+    pub log_filter: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags that were given, as settings.
+    fn flags(
+        &self,
+        socket: Option<&Path>,
+        env: &Environment,
+    ) -> Result<Flags, config::ConfigError> {
+        let mut f = Flags::default();
+        f.paths("roots", &self.paths, env);
+        f.paths("db", self.db.as_slice(), env);
+        f.paths("socket", socket.map(Path::to_path_buf).as_slice(), env);
+        f.paths("token_file", self.token_file.as_slice(), env);
+        let texts = [
+            ("listen", &self.listen),
+            ("cache_mb", &self.cache_mb),
+            ("sync_timeout", &self.sync_timeout),
+            ("watch.max_watches", &self.max_watches),
+            ("watch.poll_interval", &self.poll_interval),
+            ("watch.settle", &self.settle),
+            ("watch.max_batch_delay", &self.max_batch_delay),
+            ("retention.tombstones", &self.tombstone_retention),
+            ("log.format", &self.log_format),
+            ("log.filter", &self.log_filter),
+        ];
+        for (key, value) in texts {
+            if let Some(v) = value {
+                f.text(key, v, env)?;
+            }
+        }
+        for (key, list) in [
+            ("ignore", &self.ignore),
+            ("deps.c_include_paths", &self.c_include),
+        ] {
+            if !list.is_empty() {
+                f.text(key, &list.join(","), env)?;
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// The effective settings for these flags.
+pub fn settings(
+    args: &ServeArgs,
+    socket: Option<&Path>,
+    config_file: Option<&Path>,
+) -> anyhow::Result<Settings> {
+    let env = Environment::from_process();
+    let flags = args.flags(socket, &env)?;
+    Ok(config::load(&flags, config_file, &env)?)
+}
+
+/// The socket a client connects to: `--socket`, `WFDB_SOCKET`, the file's `socket`, the default.
+pub fn client_socket(socket: Option<&Path>, config_file: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    Ok(settings(&ServeArgs::default(), None, config_file)?.socket)
+}
+
+/// `wfdb config show`: every setting, its value and where it came from.
+pub fn show(settings: &Settings, out: &Output) {
+    if out.json {
+        for e in &settings.entries {
+            out.json_line(&json!({
+                "key": e.key.name,
+                "value": e.value.to_json(),
+                "source": e.origin.to_string(),
+                "flag": e.key.flag,
+                "env": e.key.env,
+            }));
+        }
+        return;
+    }
+    match &settings.config_file {
+        Some(p) => out.text(&format!("configuration file: {}", p.display())),
+        None => out.text(
+            "configuration file: none (write one at $XDG_CONFIG_HOME/wfdb/config.toml, or name one with --config)",
+        ),
+    }
+    let width = KEYS.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    let values: Vec<String> = settings.entries.iter().map(|e| e.value.render()).collect();
+    let vwidth = values
+        .iter()
+        .map(|v| v.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for (e, v) in settings.entries.iter().zip(values) {
+        out.text(&format!("{:width$}  {v:vwidth$}  {}", e.key.name, e.origin));
+    }
+}
