@@ -242,6 +242,75 @@ async fn a_clock_from_before_a_restart_gets_exactly_what_changed() {
     assert!(d.stop().success());
 }
 
+/// Removals are remembered for `retention.tombstones`; a clock from before a forgotten removal
+/// gets `fresh_instance` (never a silently incomplete answer), a newer one stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_older_than_the_tombstone_retention_get_a_fresh_instance() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    for i in 0..4 {
+        write_old(&root.join(format!("f{i}.txt")), format!("{i}").as_bytes());
+    }
+    let d = start(
+        &dirs,
+        &[
+            root.as_os_str(),
+            "--tombstone-retention".as_ref(),
+            "300ms".as_ref(),
+        ],
+    )
+    .await;
+    let changes = |since: u64, instance: String| {
+        let d = &d;
+        async move {
+            d.catalog()
+                .await
+                .changes(proto::ChangesRequest {
+                    since_clock: since,
+                    instance_id: instance,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = changes(0, String::new()).await;
+    std::fs::remove_file(root.join("f1.txt")).unwrap();
+    assert_synced(&d, &root, &root.join("f1.txt")).await;
+    // Exact until pruned (on a slow machine the pruning may already have happened).
+    let exact = changes(before.clock, before.instance_id.clone()).await;
+    if !exact.fresh_instance {
+        assert_eq!(exact.removed, vec!["f1.txt"]);
+    }
+    // Once the removal is pruned, the old clock can no longer be answered exactly.
+    wait_until("the removal to be pruned", || {
+        let (clock, instance) = (before.clock, before.instance_id.clone());
+        let changes = &changes;
+        async move { changes(clock, instance).await.fresh_instance }
+    })
+    .await;
+    let fresh = changes(before.clock, before.instance_id.clone()).await;
+    assert!(fresh.removed.is_empty());
+    assert_eq!(fresh.changed.len(), 3, "a fresh instance lists every file");
+    // A clock taken after the pruning is exact (a modification leaves no tombstone to prune,
+    // so this holds however slow the machine).
+    std::fs::write(root.join("f2.txt"), b"changed").unwrap();
+    assert_synced(&d, &root, &root.join("f2.txt")).await;
+    let now = changes(fresh.clock, fresh.instance_id.clone()).await;
+    assert!(!now.fresh_instance);
+    let changed: Vec<&str> = now.changed.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(changed, vec!["f2.txt"]);
+    // Graph queries refuse such a clock instead of guessing.
+    let (code, _, err) = common::cli(
+        &d.socket,
+        &["affected", "--since", &before.clock.to_string()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot be answered exactly"), "{err}");
+    assert!(d.stop().success());
+}
+
 async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

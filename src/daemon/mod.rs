@@ -568,6 +568,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     systemd::ready(&status);
     state.ready.cancel();
     systemd::spawn_watchdog(state.shutdown.clone());
+    if let Some(retention) = state.tuning.tombstone_retention {
+        spawn_tombstone_pruner(Arc::clone(&state), retention);
+    }
 
     state.shutdown.cancelled().await;
     systemd::stopping();
@@ -589,6 +592,43 @@ pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     state.store.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Forgets removals older than `retention`, now and then periodically, so the database does not
+/// grow with every deletion; clocks from before a pruned removal get `fresh_instance`.
+fn spawn_tombstone_pruner(state: Arc<DaemonState>, retention: Duration) {
+    let every = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        loop {
+            for root in state.roots() {
+                let cutoff_ms = crate::catalog::scan::now_ns() / 1_000_000
+                    - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+                // The writer lock keeps a removal being written from racing with its pruning.
+                let writer = root.lock_writer().await;
+                let r = Arc::clone(&root);
+                let outcome =
+                    tokio::task::spawn_blocking(move || r.store.prune_tombstones(cutoff_ms)).await;
+                drop(writer);
+                match outcome {
+                    Ok(Ok(p)) if p.removed > 0 => tracing::info!(
+                        root = %root.path.display(),
+                        removed = p.removed,
+                        through_clock = p.through,
+                        "pruned old tombstones"
+                    ),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(root = %root.path.display(), error = %e, "cannot prune tombstones")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "tombstone pruning stopped"),
+                }
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    });
 }
 
 /// Sends systemd a progress line every second while the start-up reconcile runs.

@@ -521,17 +521,18 @@ fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
         })
 }
 
-/// Files changed and removed after `since`. A clock from the future or from another instance
-/// cannot be answered exactly: then every file is listed with `fresh_instance`.
+/// Files changed and removed after `since`. A clock that cannot be answered exactly gets every
+/// file, with `fresh_instance`.
 fn changes_since(
     root: &Root,
     since: u64,
     foreign: bool,
 ) -> Result<proto::ChangesResponse, crate::store::StoreError> {
     let clock = root.store.meta()?.clock;
-    // A clock from another instance or from the future cannot be answered exactly: list
-    // everything (and no removals), flagged as a fresh instance. Clock 0 means "everything".
-    let exact = !foreign && since <= clock;
+    // A clock from another instance, from the future, or older than the kept tombstones cannot
+    // be answered exactly: list everything (and no removals), flagged as a fresh instance.
+    // Clock 0 means "everything".
+    let exact = !foreign && root.store.can_answer_since(since)?;
     let (records, removed) = root.store.changed_since(if exact { since } else { 0 })?;
     let changed = records.iter().map(file_info).collect();
     let removed = removed.iter().map(RelPath::to_lossy).collect();

@@ -158,16 +158,29 @@ impl proto::graph_server::Graph for GraphService {
                 ));
             }
             let r = Arc::clone(&root);
-            tokio::task::spawn_blocking(move || -> Result<Vec<String>, crate::store::StoreError> {
-                let (records, removed) = r.store.changed_since(since)?;
+            tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
+                let answerable = r
+                    .store
+                    .can_answer_since(since)
+                    .map_err(|e| status_of(e.into()))?;
+                if !answerable {
+                    return Err(Status::failed_precondition(format!(
+                        "clock {since} cannot be answered exactly (from the future, or older \
+                         than the removals the daemon keeps: see retention.tombstones); take a \
+                         new clock with `wfdb clock`, or name the changed paths"
+                    )));
+                }
+                let (records, removed) = r
+                    .store
+                    .changed_since(since)
+                    .map_err(|e| status_of(e.into()))?;
                 let mut out: Vec<String> = records.iter().map(|rec| rec.path.to_lossy()).collect();
                 out.extend(removed.iter().map(RelPath::to_lossy));
                 out.sort();
                 Ok(out)
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| status_of(e.into()))?
+            .map_err(|e| Status::internal(e.to_string()))??
         } else {
             if req.paths.is_empty() {
                 return Err(Status::invalid_argument(

@@ -20,6 +20,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const FILE_PREFIX: &[u8] = b"f/";
 const TOMBSTONE_PREFIX: &[u8] = b"t/";
 const ROOT_META_KEY: &[u8] = b"m";
+/// The highest clock of a tombstone pruned by retention: clocks before it cannot be answered.
+const PRUNED_THROUGH_KEY: &[u8] = b"p";
 const META_SCHEMA: &[u8] = b"schema";
 const META_INSTANCE: &[u8] = b"instance_id";
 const META_ROOTS: &[u8] = b"roots";
@@ -72,6 +74,43 @@ pub struct RootEntry {
 pub struct RootMeta {
     pub clock: u64,
     pub last_scan: Option<ScanReport>,
+}
+
+/// A removed path's mark: when it was removed, by clock and by wall time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Tombstone {
+    clock: u64,
+    /// Milliseconds since the epoch; 0 for marks written before times were kept.
+    removed_ms: i64,
+}
+
+impl Tombstone {
+    fn now(clock: u64) -> Tombstone {
+        Tombstone {
+            clock,
+            removed_ms: crate::catalog::scan::now_ns() / 1_000_000,
+        }
+    }
+
+    /// Reads a mark, also in its first form (the clock alone).
+    fn decode(bytes: &[u8]) -> Result<Tombstone> {
+        match decode::<Tombstone>(bytes) {
+            Ok(t) => Ok(t),
+            Err(_) => Ok(Tombstone {
+                clock: decode::<u64>(bytes)?,
+                removed_ms: 0,
+            }),
+        }
+    }
+}
+
+/// What pruning old tombstones did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Tombstones removed.
+    pub removed: usize,
+    /// Clocks before this can no longer be answered exactly.
+    pub through: u64,
 }
 
 /// The daemon's database.
@@ -401,9 +440,10 @@ impl RootStore {
                 batch.insert(file_key(path), encode(&rec)?);
             }
         }
+        let mark = encode(&Tombstone::now(clock))?;
         for path in removed {
             batch.remove(file_key(path));
-            batch.insert(tombstone_key(path), encode(&clock)?);
+            batch.insert(tombstone_key(path), mark.clone());
         }
         meta.clock = meta.clock.max(clock);
         if report.is_some() {
@@ -436,12 +476,60 @@ impl RootStore {
         Ok((changed, removed))
     }
 
+    /// Whether changes since `clock` can be told exactly: not from the future, and no
+    /// tombstone after it has been pruned. Clock 0 (everything) always can.
+    pub fn can_answer_since(&self, clock: u64) -> Result<bool> {
+        if clock == 0 {
+            return Ok(true);
+        }
+        Ok(clock <= self.meta()?.clock && clock >= self.pruned_through()?)
+    }
+
+    /// The highest clock of a pruned tombstone (0: none pruned).
+    pub fn pruned_through(&self) -> Result<u64> {
+        match self.tree.get(PRUNED_THROUGH_KEY)? {
+            Some(v) => Ok(decode(&v)?),
+            None => Ok(0),
+        }
+    }
+
+    /// Forgets removals older than `cutoff_ms` (milliseconds since the epoch), in one atomic
+    /// batch that also records which clocks can no longer be answered. Marks written before
+    /// removal times were kept are given the current time, so they age from now.
+    pub fn prune_tombstones(&self, cutoff_ms: i64) -> Result<Pruned> {
+        let mut batch = sled::Batch::default();
+        let mut pruned = Pruned {
+            removed: 0,
+            through: self.pruned_through()?,
+        };
+        let mut touched = false;
+        for item in self.tree.scan_prefix(TOMBSTONE_PREFIX) {
+            let (key, value) = item?;
+            let mark = Tombstone::decode(&value)?;
+            if mark.removed_ms == 0 {
+                batch.insert(key, encode(&Tombstone::now(mark.clock))?);
+                touched = true;
+            } else if mark.removed_ms < cutoff_ms {
+                batch.remove(key);
+                pruned.removed += 1;
+                pruned.through = pruned.through.max(mark.clock);
+            }
+        }
+        if pruned.removed > 0 {
+            batch.insert(PRUNED_THROUGH_KEY, encode(&pruned.through)?);
+        }
+        if pruned.removed > 0 || touched {
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(pruned)
+    }
+
     /// Paths removed after `clock`, with the clock of their removal.
     pub fn tombstones_since(&self, clock: u64) -> Result<Vec<(RelPath, u64)>> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(TOMBSTONE_PREFIX) {
             let (key, value) = item?;
-            let at: u64 = decode(&value)?;
+            let at = Tombstone::decode(&value)?.clock;
             if at > clock {
                 if let Ok(p) = RelPath::parse(&key[TOMBSTONE_PREFIX.len()..]) {
                     out.push((p, at));
@@ -464,9 +552,10 @@ impl RootStore {
             batch.insert(file_key(&rec.path), encode(rec)?);
             batch.remove(tombstone_key(&rec.path));
         }
+        let mark = encode(&Tombstone::now(meta.clock))?;
         for path in &changes.removed {
             batch.remove(file_key(path));
-            batch.insert(tombstone_key(path), encode(&meta.clock)?);
+            batch.insert(tombstone_key(path), mark.clone());
         }
         if report.is_some() {
             meta.last_scan = report;
@@ -519,6 +608,68 @@ mod tests {
         r.error = Some("denied".into());
         let head: RecordHead = decode_prefix(&encode(&r).unwrap()).unwrap();
         assert_eq!(head, r.head());
+    }
+
+    #[test]
+    fn pruned_tombstones_make_older_clocks_unanswerable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        let remove = |name: &[u8]| {
+            root.apply(
+                ChangeSet {
+                    removed: vec![RelPath::parse(name).unwrap()],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap()
+        };
+        assert_eq!(remove(b"a"), 1);
+        assert_eq!(remove(b"b"), 2);
+        // A mark in the first form (the clock alone) is read, and ages from the next prune.
+        root.tree
+            .insert(
+                tombstone_key(&RelPath::parse(b"old").unwrap()),
+                encode(&2u64).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(root.tombstones_since(0).unwrap().len(), 3);
+        assert!(root.can_answer_since(1).unwrap());
+        assert!(
+            !root.can_answer_since(3).unwrap(),
+            "a clock from the future"
+        );
+        // Nothing is older than a cutoff in the past.
+        let p = root.prune_tombstones(0).unwrap();
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 0,
+                through: 0
+            }
+        );
+        // Everything is older than a cutoff in the future: clocks before 2 are now unanswerable.
+        let p = root.prune_tombstones(i64::MAX).unwrap();
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 3,
+                through: 2
+            }
+        );
+        assert!(root.tombstones_since(0).unwrap().is_empty());
+        assert!(!root.can_answer_since(1).unwrap());
+        assert!(root.can_answer_since(2).unwrap());
+        assert!(
+            root.can_answer_since(0).unwrap(),
+            "everything is always answerable"
+        );
+        // The mark survives a reopen.
+        drop(root);
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.root("r1").unwrap().pruned_through().unwrap(), 2);
     }
 
     #[test]
