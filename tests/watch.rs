@@ -311,6 +311,108 @@ async fn clocks_older_than_the_tombstone_retention_get_a_fresh_instance() {
     assert!(d.stop().success());
 }
 
+/// A file or folder moved within the root is told to subscribers as renames (same inode and
+/// content), not as unrelated removals and additions; a filter sees the end it matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_are_told_as_renames() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("a.txt"), b"a");
+    write_old(&root.join("dir/x.rs"), b"fn x() {}");
+    write_old(&root.join("dir/y.rs"), b"fn y() {}");
+    write_old(&root.join("lib.rs"), b"fn l() {}");
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let subscribe = |glob: &str| {
+        let d = &d;
+        let glob = glob.to_string();
+        async move {
+            d.catalog()
+                .await
+                .subscribe(proto::SubscribeRequest {
+                    glob,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut all = subscribe("").await;
+    let mut rs = subscribe("*.rs").await;
+    // Collects batches until `want` renames were seen; returns (renames, added, removed).
+    async fn until_renames(
+        sub: &mut tonic::Streaming<proto::ChangeBatch>,
+        want: usize,
+    ) -> (Vec<(String, String)>, Vec<String>, Vec<String>) {
+        let (mut renamed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        while renamed.len() < want {
+            let b = tokio::time::timeout(TIMEOUT, sub.message())
+                .await
+                .expect("a batch in time")
+                .unwrap()
+                .unwrap();
+            assert!(!b.resync, "{b:?}");
+            for r in b.renamed {
+                renamed.push((r.from, r.to.unwrap().path));
+            }
+            added.extend(b.added.into_iter().map(|f| f.path));
+            removed.extend(b.removed);
+        }
+        renamed.sort();
+        (renamed, added, removed)
+    }
+
+    std::fs::rename(root.join("a.txt"), root.join("b.txt")).unwrap();
+    let (renamed, added, removed) = until_renames(&mut all, 1).await;
+    assert_eq!(renamed, vec![("a.txt".to_string(), "b.txt".to_string())]);
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{added:?} {removed:?}"
+    );
+
+    std::fs::rename(root.join("dir"), root.join("moved")).unwrap();
+    let (renamed, added, removed) = until_renames(&mut all, 2).await;
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        renamed,
+        vec![
+            pair("dir/x.rs", "moved/x.rs"),
+            pair("dir/y.rs", "moved/y.rs")
+        ]
+    );
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{added:?} {removed:?}"
+    );
+    let (renamed, _, _) = until_renames(&mut rs, 2).await;
+    assert_eq!(renamed.len(), 2, "both ends match *.rs");
+
+    // Only the old name matches the filter: the filtered subscriber sees a removal.
+    std::fs::rename(root.join("lib.rs"), root.join("lib.txt")).unwrap();
+    let b = tokio::time::timeout(TIMEOUT, rs.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.removed, vec!["lib.rs"], "{b:?}");
+    assert!(b.renamed.is_empty() && b.added.is_empty(), "{b:?}");
+    let (renamed, _, _) = until_renames(&mut all, 1).await;
+    assert_eq!(renamed, vec![pair("lib.rs", "lib.txt")]);
+    // A copy is not a rename.
+    std::fs::copy(root.join("b.txt"), root.join("c.txt")).unwrap();
+    let b = tokio::time::timeout(TIMEOUT, all.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(b.renamed.is_empty(), "{b:?}");
+    assert_eq!(
+        b.added.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+        vec!["c.txt"]
+    );
+    assert!(d.stop().success());
+}
+
 async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

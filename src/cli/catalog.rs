@@ -401,6 +401,10 @@ fn batch_lines(out: &Output, b: &proto::ChangeBatch) {
             "added": b.added.iter().map(file_json).collect::<Vec<_>>(),
             "modified": b.modified.iter().map(file_json).collect::<Vec<_>>(),
             "removed": b.removed,
+            "renamed": b.renamed.iter().map(|r| json!({
+                "from": r.from,
+                "to": r.to.as_ref().map(file_json),
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -417,6 +421,10 @@ fn batch_lines(out: &Output, b: &proto::ChangeBatch) {
     }
     for f in &b.modified {
         out.text(&format!("{}\t~ {}", b.clock, f.path));
+    }
+    for r in &b.renamed {
+        let to = r.to.as_ref().map_or("", |f| f.path.as_str());
+        out.text(&format!("{}\t> {} -> {to}", b.clock, r.from));
     }
     for p in &b.removed {
         out.text(&format!("{}\t- {}", b.clock, p));

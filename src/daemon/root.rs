@@ -416,6 +416,16 @@ fn apply_events_blocking(
     if upserts.is_empty() && removed.is_empty() {
         return Ok(outcome);
     }
+    // A removal and an addition in one batch may be one file moved: read the removed records
+    // before they are gone, to tell renames as such.
+    let mut gone = Vec::new();
+    if !removed.is_empty() && upserts.values().any(|(_, existed)| !existed) {
+        for p in &removed {
+            if let Some(rec) = root.store.get(p)? {
+                gone.push(rec);
+            }
+        }
+    }
     let changes = catalog::ChangeSet {
         upserts: upserts.values().map(|(rec, _)| rec.clone()).collect(),
         removed: removed.clone(),
@@ -437,12 +447,14 @@ fn apply_events_blocking(
             batch.added.push(rec);
         }
     }
+    batch.renamed = catalog::pair_renames(&gone, &batch.added);
     tracing::debug!(
         root = %root.path.display(),
         clock,
         added = batch.added.len(),
         modified = batch.modified.len(),
         removed = batch.removed.len(),
+        renamed = batch.renamed.len(),
         "applied events"
     );
     outcome.batch = Some(batch);

@@ -382,7 +382,14 @@ impl proto::catalog_server::Catalog for CatalogService {
                             .filter(|f| filter_info(&filter, f))
                             .collect(),
                         modified: Vec::new(),
-                        removed: answer.removed,
+                        removed: answer
+                            .removed
+                            .into_iter()
+                            .filter(|p| {
+                                RelPath::parse(p.as_bytes()).is_ok_and(|p| filter.matches_path(&p))
+                            })
+                            .collect(),
+                        renamed: Vec::new(),
                         resync,
                         fresh_instance: answer.fresh_instance,
                     })
@@ -417,31 +424,16 @@ impl proto::catalog_server::Catalog for CatalogService {
                             continue;
                         }
                         last = batch.clock;
-                        let pick = |recs: &[crate::catalog::FileRecord]| {
-                            recs.iter()
-                                .filter(|r| filter.matches(r))
-                                .map(file_info)
-                                .collect::<Vec<_>>()
-                        };
-                        let out = proto::ChangeBatch {
-                            root: root.path.display().to_string(),
-                            clock: batch.clock,
-                            instance_id: instance.clone(),
-                            added: pick(&batch.added),
-                            modified: pick(&batch.modified),
-                            removed: batch
-                                .removed
-                                .iter()
-                                .filter(|p| filter.matches_path(p))
-                                .map(|p| p.to_lossy())
-                                .collect(),
-                            resync: false,
-                            fresh_instance: false,
-                        };
-                        if out.added.is_empty() && out.modified.is_empty() && out.removed.is_empty()
+                        let mut out = live_batch(&batch, &filter);
+                        if out.added.is_empty()
+                            && out.modified.is_empty()
+                            && out.removed.is_empty()
+                            && out.renamed.is_empty()
                         {
                             continue;
                         }
+                        out.root = root.path.display().to_string();
+                        out.instance_id = instance.clone();
                         Ok(out)
                     }
                     // A reconcile ran, or this subscriber fell behind the broadcast buffer:
@@ -463,6 +455,47 @@ impl proto::catalog_server::Catalog for CatalogService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// An applied batch as a subscriber with `filter` sees it. A rename whose both ends pass the
+/// filter is told as a rename; with one end outside, as the addition or removal it looks like.
+fn live_batch(batch: &crate::catalog::ChangeBatch, filter: &FileFilter) -> proto::ChangeBatch {
+    use std::collections::HashSet;
+    let mut renamed = Vec::new();
+    let mut moved_from: HashSet<&RelPath> = HashSet::new();
+    let mut moved_to: HashSet<&RelPath> = HashSet::new();
+    for (from, to) in &batch.renamed {
+        let Some(rec) = batch.added.iter().find(|r| &r.path == to) else {
+            continue;
+        };
+        if filter.matches_path(from) && filter.matches(rec) {
+            renamed.push(proto::Rename {
+                from: from.to_lossy(),
+                to: Some(file_info(rec)),
+            });
+            moved_from.insert(from);
+            moved_to.insert(to);
+        }
+    }
+    let pick = |recs: &[crate::catalog::FileRecord]| {
+        recs.iter()
+            .filter(|r| !moved_to.contains(&r.path) && filter.matches(r))
+            .map(file_info)
+            .collect::<Vec<_>>()
+    };
+    proto::ChangeBatch {
+        clock: batch.clock,
+        added: pick(&batch.added),
+        modified: pick(&batch.modified),
+        removed: batch
+            .removed
+            .iter()
+            .filter(|p| !moved_from.contains(p) && filter.matches_path(p))
+            .map(RelPath::to_lossy)
+            .collect(),
+        renamed,
+        ..Default::default()
     }
 }
 
