@@ -34,9 +34,7 @@ fn fixture(root: &Path) {
         ("c/src/main.c", "#include \"lib.h\"\n#include \"local.h\"\n"),
         ("c/src/local.h", "/* #include \"nothing.h\" */\n"),
     ];
-    for (p, content) in files {
-        write_old(&root.join(p), content.as_bytes());
-    }
+    write_tree(root, files);
 }
 
 async fn graph_client(d: &Daemon) -> GraphClient<Channel> {

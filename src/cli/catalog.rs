@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::output::{file_json, human_bytes, report_json, root_json, table, Output};
+use super::output::{file_json, human_bytes, record, report_json, root_json, table, Output};
 use workflowdb::proto;
 use workflowdb::proto::admin_client::AdminClient;
 use workflowdb::proto::catalog_client::CatalogClient;
@@ -77,6 +77,7 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
             "uptime_ms": resp.uptime_ms,
             "watched_dirs": resp.watched_dirs,
             "polled_dirs": resp.polled_dirs,
+            "schema_version": resp.schema_version,
             "roots": roots,
         }));
         return Ok(());
@@ -197,17 +198,17 @@ pub async fn file(
     if out.json {
         out.json_line(&v);
     } else if let Some(map) = v.as_object() {
-        let rows: Vec<Vec<String>> = map
+        let rows: Vec<(String, String)> = map
             .iter()
             .map(|(k, v)| {
                 let shown = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                vec![k.clone(), shown]
+                (k.clone(), shown)
             })
             .collect();
-        out.text(&table(&["FIELD", "VALUE"], &rows));
+        out.text(&record(&rows));
     }
     Ok(())
 }

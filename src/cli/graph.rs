@@ -304,7 +304,7 @@ pub async fn graph(channel: Channel, cmd: GraphCommand, out: &Output) -> anyhow:
             let resp = client
                 .export(proto::ExportGraphRequest {
                     root: root.unwrap_or_default(),
-                    format,
+                    format: format.clone(),
                     component: component.unwrap_or_default(),
                     from: from.unwrap_or_default(),
                     depth,
@@ -312,7 +312,16 @@ pub async fn graph(channel: Channel, cmd: GraphCommand, out: &Output) -> anyhow:
                 })
                 .await?
                 .into_inner();
-            out.text(resp.text.trim_end());
+            if !out.json {
+                out.text(resp.text.trim_end());
+            } else if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(&resp.text)
+                    .map_err(|e| anyhow::anyhow!("the daemon's JSON graph is not JSON: {e}"))?;
+                out.json_line(&v);
+            } else {
+                // DOT or Mermaid text, carried in one object.
+                out.json_line(&json!({"format": format, "text": resp.text}));
+            }
         }
     }
     Ok(())

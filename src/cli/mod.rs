@@ -1,16 +1,19 @@
 //! The command line: argument parsing, the `serve` verb, and client verbs over gRPC.
 
 mod catalog;
+mod completions;
 mod config;
+mod doctor;
 mod graph;
 mod logging;
+mod manual;
 mod output;
 mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use workflowdb::client::{connect_unix, ConnectError};
 
@@ -176,6 +179,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: registry::ReportFormat,
     },
+    /// Check inotify limits, the socket, the daemon, its version and database; say what to fix.
+    #[command(long_about = doctor::ABOUT)]
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_long_help = completions::INSTALL)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual as a man page (roff), or write one page per verb into --dir.
+    Man {
+        /// Write wfdb.1 and wfdb-VERB.1 pages into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,14 +204,43 @@ enum ConfigCmd {
     Show(config::ServeArgs),
 }
 
+/// The command line, with the manual (description, examples, environment, files, exit
+/// status) in `--help`.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let manual = manual::help_text(&cmd);
+    cmd.long_about(manual::DESCRIPTION)
+        .after_help("Examples, environment, files and exit status: `wfdb --help`; as a man page: `wfdb man`.")
+        .after_long_help(manual)
+}
+
+/// Parses the process's arguments; bad usage prints why and exits with status 2.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs one command and maps its outcome to an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let socket = cli.socket.as_deref();
     let config_file = cli.config.as_deref();
+    let out = output::Output::new(cli.json);
     let outcome = match cli.command {
         Command::Serve(args) => serve(args, socket, config_file).await,
-        Command::Config(ConfigCmd::Show(args)) => config::settings(&args, socket, config_file)
-            .map(|s| config::show(&s, &output::Output::new(cli.json))),
+        Command::Config(ConfigCmd::Show(args)) => {
+            config::settings(&args, socket, config_file).map(|s| config::show(&s, &out))
+        }
+        Command::Completions { shell } => {
+            completions::write(shell, &mut command(), &mut std::io::stdout().lock())
+                .map_err(Into::into)
+        }
+        Command::Man { dir } => man(dir, &out),
+        Command::Doctor(args) => {
+            match config::settings(&config::ServeArgs::default(), socket, config_file) {
+                Ok(s) => doctor::run(args, &s.socket, s.db, &out).await,
+                Err(e) => Err(e),
+            }
+        }
         other => match config::client_socket(socket, config_file) {
             Ok(socket) => client_command(other, &socket, cli.json).await,
             Err(e) => Err(e),
@@ -202,11 +249,22 @@ pub async fn run(cli: Cli) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                Some(status) => eprintln!("wfdb: {} ({:?})", status.message(), status.code()),
-                None => eprintln!("wfdb: {e:#}"),
+            let code = exit_code(&e);
+            let status = e.downcast_ref::<tonic::Status>();
+            let message = match status {
+                Some(status) => format!("{} ({:?})", status.message(), status.code()),
+                None => format!("{e:#}"),
+            };
+            if cli.json {
+                let mut v = serde_json::json!({"error": message, "exit_code": code});
+                if let Some(status) = status {
+                    v["grpc_code"] = serde_json::json!(format!("{:?}", status.code()));
+                }
+                eprintln!("{v}");
+            } else {
+                eprintln!("wfdb: {message}");
             }
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(code)
         }
     }
 }
@@ -223,7 +281,40 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             _ => exit::FAILURE,
         };
     }
+    // Local causes: a file named on the command line that is missing, or not JSON.
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::NotFound {
+                return exit::NOT_FOUND;
+            }
+        }
+        if cause.downcast_ref::<serde_json::Error>().is_some() {
+            return exit::INVALID;
+        }
+    }
     exit::FAILURE
+}
+
+/// `wfdb man`: the man page on standard output, or every page written into `dir`.
+fn man(dir: Option<PathBuf>, out: &output::Output) -> anyhow::Result<()> {
+    let cmd = command();
+    let Some(dir) = dir else {
+        let mut stdout = std::io::stdout().lock();
+        manual::write_man_page(&cmd, &mut stdout)?;
+        return Ok(());
+    };
+    let written = manual::write_man_pages(&cmd, &dir)?;
+    if out.json {
+        out.json_line(&serde_json::json!({"dir": dir.display().to_string(), "pages": written}));
+    } else {
+        out.text(&format!(
+            "wrote {} pages to {} (view one: man -l {})",
+            written.len(),
+            dir.display(),
+            dir.join("wfdb.1").display()
+        ));
+    }
+    Ok(())
 }
 
 async fn serve(
@@ -260,8 +351,12 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
     let channel = connect_unix(socket).await?;
     let out = output::Output::new(json);
     match cmd {
-        Command::Serve(_) | Command::Config(_) => {
-            unreachable!("serve and config are handled before connecting")
+        Command::Serve(_)
+        | Command::Config(_)
+        | Command::Doctor(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
+            unreachable!("handled before connecting")
         }
         Command::Status { root } => catalog::status(channel, root, &out).await,
         Command::Files(args) => catalog::files(channel, args, &out).await,

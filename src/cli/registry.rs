@@ -531,16 +531,17 @@ pub async fn agent(ch: Channel, cmd: AgentCmd, out: &Output) -> anyhow::Result<(
         } => {
             let resp = agents(&ch)
                 .record_metric(proto::RecordMetricRequest {
-                    agent: name,
-                    capability,
+                    agent: name.clone(),
+                    capability: capability.clone(),
                     latency_ms,
                     success: !failed,
                 })
                 .await?
                 .into_inner();
+            let stats = resp.stats.as_ref().map(stats_json).unwrap_or(Value::Null);
             print_value(
                 out,
-                &resp.stats.as_ref().map(stats_json).unwrap_or(Value::Null),
+                &json!({"agent": name, "capability": capability, "stats": stats}),
             );
         }
         AgentCmd::Heartbeat { name, ttl_ms } => {
@@ -1201,10 +1202,10 @@ pub async fn kg(ch: Channel, cmd: KgCmd, out: &Output) -> anyhow::Result<()> {
                 .await?
                 .into_inner()
                 .names;
-            if out.json {
-                out.json_line(&json!(names));
-            } else {
-                for n in names {
+            for n in names {
+                if out.json {
+                    out.json_line(&json!({"name": n}));
+                } else {
                     out.text(&n);
                 }
             }
@@ -1283,7 +1284,14 @@ pub async fn export(ch: Channel, file: PathBuf, out: &Output) -> anyhow::Result<
         bytes.extend_from_slice(&chunk.data);
     }
     if file.as_os_str() == "-" {
-        out.text(String::from_utf8_lossy(&bytes).trim_end());
+        if out.json {
+            // One object on one line, as every --json output.
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("the daemon's export is not JSON: {e}"))?;
+            out.json_line(&v);
+        } else {
+            out.text(String::from_utf8_lossy(&bytes).trim_end());
+        }
         return Ok(());
     }
     let tmp = file.with_extension("tmp-export");

@@ -446,7 +446,14 @@ fn cookie_dir_for(db: &Path) -> PathBuf {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
+pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
+    // Cookie paths are compared with the absolute paths the watcher reports: a relative
+    // database folder would make every synced query wait for a cookie it cannot recognise.
+    for p in [&mut opts.db, &mut opts.socket] {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
     if opts.listen.is_some() && opts.token_file.is_none() {
         return Err(DaemonError::TokenRequired);
     }

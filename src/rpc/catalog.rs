@@ -250,6 +250,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             uptime_ms: self.state.started.elapsed().as_millis() as u64,
             watched_dirs: self.state.watcher().map_or(0, |w| w.counts().0),
             polled_dirs: self.state.watcher().map_or(0, |w| w.counts().1),
+            schema_version: u32::from(crate::store::codec::SCHEMA_VERSION),
         }))
     }
 

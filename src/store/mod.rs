@@ -125,39 +125,10 @@ impl Store {
     /// Opens (or creates) the database in `dir`, checking lock, health and schema version.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
         create_private_dir(dir)?;
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000));
-        // sled can panic on some corrupt files instead of returning an error; a corrupt
-        // database must be a clear error, never a crash.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|_| StoreError::Corrupt {
-                path: dir.to_path_buf(),
-                detail: "sled panicked while reading it".into(),
-            })?;
-        let db = opened.map_err(|e| open_error(dir, e))?;
+        let db = open_sled(dir, cache_bytes, Some(1000))?;
         let meta = db.open_tree("meta")?;
-        let expected = u32::from(codec::SCHEMA_VERSION);
-        match meta.get(META_SCHEMA)? {
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_le_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        path: dir.to_path_buf(),
-                        detail: "schema marker is malformed".into(),
-                    })?;
-                if found != expected {
-                    return Err(StoreError::UnknownSchema {
-                        path: dir.to_path_buf(),
-                        found,
-                        expected,
-                    });
-                }
-            }
-            None => {
-                meta.insert(META_SCHEMA, &expected.to_le_bytes())?;
-            }
+        if schema_of(dir, &meta)?.is_none() {
+            meta.insert(META_SCHEMA, &SCHEMA.to_le_bytes())?;
         }
         let instance_id = match meta.get(META_INSTANCE)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
@@ -174,6 +145,46 @@ impl Store {
             path: dir.to_path_buf(),
             instance_id,
         })
+    }
+
+    /// Checks the database in `dir` without creating one (`Ok(None)` when there is none):
+    /// takes the lock, checks the schema version and that the metadata and every root's
+    /// bookkeeping decode, and releases the lock before returning.
+    pub fn inspect(dir: &Path) -> Result<Option<DatabaseInfo>> {
+        // sled keeps its pages in a file named `db`; a folder without it holds no database.
+        if !dir.join("db").is_file() {
+            return Ok(None);
+        }
+        let db = open_sled(dir, INSPECT_CACHE_BYTES, None)?;
+        if !db.tree_names().iter().any(|name| name.as_ref() == b"meta") {
+            return Ok(Some(DatabaseInfo {
+                schema: None,
+                instance_id: None,
+                roots: Vec::new(),
+                size_on_disk: db.size_on_disk().unwrap_or(0),
+            }));
+        }
+        let meta = db.open_tree("meta")?;
+        let schema = schema_of(dir, &meta)?;
+        let instance_id = meta
+            .get(META_INSTANCE)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        let roots: Vec<RootEntry> = match meta.get(META_ROOTS)? {
+            Some(v) => decode(&v)?,
+            None => Vec::new(),
+        };
+        for root in &roots {
+            let tree = db.open_tree(format!("root/{}", root.id))?;
+            if let Some(v) = tree.get(ROOT_META_KEY)? {
+                decode::<RootMeta>(&v)?;
+            }
+        }
+        Ok(Some(DatabaseInfo {
+            schema,
+            instance_id,
+            roots,
+            size_on_disk: db.size_on_disk().unwrap_or(0),
+        }))
     }
 
     /// The database folder.
@@ -225,6 +236,61 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// The schema version this build reads and writes.
+const SCHEMA: u32 = codec::SCHEMA_VERSION as u32;
+
+/// Page cache of [`Store::inspect`]: it reads a few keys.
+const INSPECT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What [`Store::inspect`] found in an existing database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    /// The schema version marker (`None`: never initialised by a daemon).
+    pub schema: Option<u32>,
+    pub instance_id: Option<String>,
+    pub roots: Vec<RootEntry>,
+    pub size_on_disk: u64,
+}
+
+/// The database's schema version marker, refused when malformed or not this build's.
+fn schema_of(dir: &Path, meta: &sled::Tree) -> Result<Option<u32>> {
+    let Some(v) = meta.get(META_SCHEMA)? else {
+        return Ok(None);
+    };
+    let found = <[u8; 4]>::try_from(v.as_ref())
+        .map(u32::from_le_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: "schema marker is malformed".into(),
+        })?;
+    if found != SCHEMA {
+        return Err(StoreError::UnknownSchema {
+            path: dir.to_path_buf(),
+            found,
+            expected: SCHEMA,
+        });
+    }
+    Ok(Some(found))
+}
+
+/// Opens sled in `dir` (which must exist) with a bounded cache.
+fn open_sled(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(flush_every_ms);
+    // sled can panic on some corrupt files instead of returning an error; a corrupt
+    // database must be a clear error, never a crash.
+    let opened =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|_| {
+            StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: "sled panicked while reading it".into(),
+            }
+        })?;
+    opened.map_err(|e| open_error(dir, e))
 }
 
 fn open_error(dir: &Path, e: sled::Error) -> StoreError {
@@ -739,18 +805,52 @@ mod tests {
         let _ = id;
     }
 
+    fn some_root() -> RootEntry {
+        RootEntry {
+            path: b"/x".to_vec(),
+            id: "abc".into(),
+            added_ns: 5,
+        }
+    }
+
+    #[test]
+    fn inspect_creates_nothing_checks_schema_and_lets_go_of_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-yet");
+        assert_eq!(Store::inspect(&missing).unwrap(), None);
+        assert!(!missing.exists(), "inspect created the folder");
+        std::fs::create_dir(&missing).unwrap();
+        assert_eq!(Store::inspect(&missing).unwrap(), None);
+        assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 0);
+
+        let db = dir.path().join("db");
+        let store = Store::open(&db, 1 << 20).unwrap();
+        let id = store.instance_id().to_string();
+        store.set_roots(&[some_root()]).unwrap();
+        // While a daemon holds it, inspect says so.
+        assert!(matches!(Store::inspect(&db), Err(StoreError::Locked(_))));
+        drop(store);
+        let info = Store::inspect(&db).unwrap().unwrap();
+        assert_eq!(info.schema, Some(SCHEMA));
+        assert_eq!(info.instance_id.as_deref(), Some(id.as_str()));
+        assert_eq!(info.roots.len(), 1);
+        // The lock was released: a daemon can open it right after.
+        let store = Store::open(&db, 1 << 20).unwrap();
+        store.meta.insert(META_SCHEMA, &7u32.to_le_bytes()).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        assert!(matches!(
+            Store::inspect(&db),
+            Err(StoreError::UnknownSchema { found: 7, .. })
+        ));
+    }
+
     #[test]
     fn roots_persist() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
-            store
-                .set_roots(&[RootEntry {
-                    path: b"/x".to_vec(),
-                    id: "abc".into(),
-                    added_ns: 5,
-                }])
-                .unwrap();
+            store.set_roots(&[some_root()]).unwrap();
         }
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.roots().unwrap().len(), 1);

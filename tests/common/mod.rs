@@ -309,6 +309,13 @@ pub fn write_old(path: &Path, content: &[u8]) {
         .unwrap();
 }
 
+/// Writes `(root-relative path, content)` files under `root` with [`write_old`].
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        write_old(&root.join(p), content.as_bytes());
+    }
+}
+
 /// Whether the tests run as root (file permissions then do not stop reads).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
