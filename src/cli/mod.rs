@@ -203,6 +203,10 @@ struct ServeArgs {
     /// Seconds a synced query waits for the watcher before failing with DEADLINE_EXCEEDED.
     #[arg(long, default_value_t = 10.0, env = "WFDB_SYNC_TIMEOUT")]
     sync_timeout: f64,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default). There is no
+    /// authentication: use a loopback address such as 127.0.0.1:9187.
+    #[arg(long, env = "WFDB_METRICS", value_name = "HOST:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Runs one command and maps its outcome to an exit code.
@@ -260,6 +264,7 @@ async fn serve(args: ServeArgs, socket: PathBuf) -> anyhow::Result<()> {
         max_watches: args.max_watches,
         poll_interval: seconds(args.poll_interval, "--poll-interval")?,
         sync_timeout: seconds(args.sync_timeout, "--sync-timeout")?,
+        metrics: args.metrics,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())
