@@ -143,20 +143,19 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
     Ok(())
 }
 
-/// The daemon-wide figures of `wfdb status`: store, memory, watches, events, endpoint.
+/// The daemon-wide figures of `wfdb status`: store, memory, watch limits, events, endpoint.
 fn daemon_metrics_line(m: &proto::DaemonMetrics) -> String {
     let mut parts = vec![format!("store {} on disk", human_bytes(m.store_size_bytes))];
     if let Some(rss) = m.resident_memory_bytes {
         parts.push(format!("{} resident", human_bytes(rss)));
     }
-    let mut watches = format!("{} watched, {} polled", m.watched_dirs, m.polled_dirs);
+    // Watched and polled folder counts are on the line above; their limits here.
     if let Some(limit) = m.inotify_max_user_watches {
-        watches.push_str(&format!(" of the kernel's {limit} watches"));
+        parts.push(format!("inotify limit {limit} watches"));
     }
     if let Some(cap) = m.watch_cap {
-        watches.push_str(&format!(" (capped at {cap})"));
+        parts.push(format!("--max-watches {cap}"));
     }
-    parts.push(watches);
     parts.push(format!(
         "{} events received, {} overflows",
         m.events_received, m.overflows
