@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod deps;
 pub mod graph;
+pub mod metrics;
 pub mod paths;
 pub mod registry;
 pub mod rpc;

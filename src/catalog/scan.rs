@@ -66,6 +66,8 @@ pub struct ScanProgress {
     pub files_seen: AtomicU64,
     pub files_hashed: AtomicU64,
     pub bytes_hashed: AtomicU64,
+    /// Entries a hashing pass has been given and not yet examined (the hash backlog).
+    pub files_pending: AtomicU64,
 }
 
 /// Why a scan could not complete.
@@ -427,6 +429,9 @@ pub fn hash_all(
     let next = AtomicUsize::new(0);
     let totals = Mutex::new(HashCounts::default());
     let threads = opts.thread_count().min(work.len().max(1));
+    progress
+        .files_pending
+        .fetch_add(work.len() as u64, Ordering::Relaxed);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -439,8 +444,9 @@ pub fn hash_all(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(entry) = work.get(i) else { break };
-                    let Some(mut record) = examine(root, entry, &mut buf, &mut counts, progress)
-                    else {
+                    let examined = examine(root, entry, &mut buf, &mut counts, progress);
+                    progress.files_pending.fetch_sub(1, Ordering::Relaxed);
+                    let Some(mut record) = examined else {
                         counts.vanished += 1;
                         continue;
                     };
@@ -467,6 +473,11 @@ pub fn hash_all(
             });
         }
     });
+    // Entries left unexamined by a cancelled pass leave the backlog with it.
+    let taken = next.load(Ordering::Relaxed).min(work.len());
+    progress
+        .files_pending
+        .fetch_sub((work.len() - taken) as u64, Ordering::Relaxed);
     if cancel.load(Ordering::Relaxed) {
         return Err(ScanError::Cancelled);
     }
@@ -644,5 +655,46 @@ mod tests {
             vec![("repo/pkg/src/lib.rs".to_string(), "repo/pkg".to_string())]
         );
         assert!(p.manifest_dirs.contains(&b"repo/pkg"[..]));
+    }
+
+    #[test]
+    fn the_hash_backlog_drains_to_zero_whether_or_not_the_pass_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let work: Vec<WalkEntry> = (0..20)
+            .map(|i| {
+                let name = format!("f{i}");
+                std::fs::write(dir.path().join(&name), b"x").unwrap();
+                entry(&name, 10)
+            })
+            .collect();
+        let opts = WalkOptions {
+            threads: 2,
+            ..Default::default()
+        };
+        let collected = Mutex::new(0usize);
+        let sink = |chunk: Vec<FileRecord>| {
+            *collected.lock().unwrap() += chunk.len();
+        };
+        let progress = ScanProgress::default();
+        let run = |cancel: bool| {
+            hash_all(
+                dir.path(),
+                &work,
+                &HashMap::new(),
+                &HashSet::new(),
+                &opts,
+                &progress,
+                &AtomicBool::new(cancel),
+                &sink,
+            )
+        };
+        let counts = run(false).unwrap();
+        assert_eq!(counts.hashed, 20);
+        assert_eq!(*collected.lock().unwrap(), 20);
+        assert_eq!(progress.files_pending.load(Ordering::Relaxed), 0);
+        // Cancelled before the first entry: nothing is examined and nothing stays pending.
+        let cancelled = run(true);
+        assert!(matches!(cancelled, Err(ScanError::Cancelled)));
+        assert_eq!(progress.files_pending.load(Ordering::Relaxed), 0);
     }
 }

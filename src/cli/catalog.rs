@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::output::{file_json, human_bytes, record, report_json, root_json, table, Output};
+use super::output::{
+    file_json, histogram_snapshot, human_bytes, metrics_json, record, report_json, root_json,
+    table, Output,
+};
 use workflowdb::proto;
 use workflowdb::proto::admin_client::AdminClient;
 use workflowdb::proto::catalog_client::CatalogClient;
@@ -79,6 +82,7 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
             "polled_dirs": resp.polled_dirs,
             "schema_version": resp.schema_version,
             "roots": roots,
+            "metrics": resp.metrics.as_ref().map(metrics_json),
         }));
         return Ok(());
     }
@@ -91,6 +95,9 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
         resp.watched_dirs,
         resp.polled_dirs
     ));
+    if let Some(m) = &resp.metrics {
+        out.text(&daemon_metrics_line(m));
+    }
     for r in &resp.roots {
         out.text(&format!(
             "\n{}  (id {}, clock {})\n  {} files, {}{}",
@@ -125,10 +132,65 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let Some(m) = resp
+            .metrics
+            .as_ref()
+            .and_then(|m| m.roots.iter().find(|m| m.root_id == r.root_id))
+        {
+            out.text(&root_metrics_line(m));
+        }
         out.text(&format!("  types: {}", top(&r.by_type)));
         out.text(&format!("  purposes: {}", top(&r.by_purpose)));
     }
     Ok(())
+}
+
+/// The daemon-wide figures of `wfdb status`: store, memory, watch limits, events, endpoint.
+fn daemon_metrics_line(m: &proto::DaemonMetrics) -> String {
+    let mut parts = vec![format!("store {} on disk", human_bytes(m.store_size_bytes))];
+    if let Some(rss) = m.resident_memory_bytes {
+        parts.push(format!("{} resident", human_bytes(rss)));
+    }
+    // Watched and polled folder counts are on the line above; their limits here.
+    if let Some(limit) = m.inotify_max_user_watches {
+        parts.push(format!("inotify limit {limit} watches"));
+    }
+    if let Some(cap) = m.watch_cap {
+        parts.push(format!("--max-watches {cap}"));
+    }
+    parts.push(format!(
+        "{} events received, {} overflows",
+        m.events_received, m.overflows
+    ));
+    if !m.metrics_address.is_empty() {
+        parts.push(format!("metrics at http://{}/metrics", m.metrics_address));
+    }
+    parts.join(" · ")
+}
+
+/// One root's event and hashing figures for `wfdb status`.
+fn root_metrics_line(m: &proto::RootMetrics) -> String {
+    let ms = |q: f64| {
+        m.event_apply_lag_seconds
+            .as_ref()
+            .and_then(|h| histogram_snapshot(h).quantile(q))
+            .map_or_else(|| "-".to_string(), |s| format!("{:.1} ms", s * 1000.0))
+    };
+    let reconciles: u64 = m.reconciles.iter().map(|c| c.count).sum();
+    let mut line = format!(
+        "  events: {} paths applied in {} batches, lag p50 {} p99 {} (estimated) · hashed {} files, {} · {} reconciles",
+        m.events_applied,
+        m.batches_applied,
+        ms(0.5),
+        ms(0.99),
+        m.files_hashed,
+        human_bytes(m.bytes_hashed),
+        reconciles
+    );
+    if m.hash_backlog > 0 {
+        line.push_str(&format!(" · {} files waiting to be hashed", m.hash_backlog));
+    }
+    line
 }
 
 pub async fn files(channel: Channel, args: FilesArgs, out: &Output) -> anyhow::Result<()> {

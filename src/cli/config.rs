@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// File whose first line is the bearer token TCP clients must send (mode 0600). [env: WFDB_TOKEN_FILE] [config: token_file]
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; no authentication: use a loopback address such as 127.0.0.1:9187). [env: WFDB_METRICS] [config: metrics]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Extra gitignore-style glob to leave out of the catalog (repeatable, or comma-separated). [env: WFDB_IGNORE] [config: ignore]
     #[arg(long = "ignore", value_name = "GLOB")]
     pub ignore: Vec<String>,
@@ -73,6 +76,7 @@ impl ServeArgs {
         f.paths("token_file", self.token_file.as_slice(), env);
         let texts = [
             ("listen", &self.listen),
+            ("metrics", &self.metrics),
             ("cache_mb", &self.cache_mb),
             ("sync_timeout", &self.sync_timeout),
             ("watch.max_watches", &self.max_watches),

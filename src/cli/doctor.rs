@@ -338,7 +338,7 @@ pub fn socket_check(path: &Path, facts: &SocketFacts, my_uid: u32) -> Check {
 #[derive(Debug)]
 pub enum Reach {
     /// The health check says serving; the daemon's figures, when it gave them.
-    Serving(Result<proto::StatsResponse, String>),
+    Serving(Result<Box<proto::StatsResponse>, String>),
     /// The health check answered, but not SERVING.
     NotServing(String),
     /// No socket file.
@@ -383,7 +383,7 @@ async fn probe(socket: &Path) -> Reach {
     Reach::Serving(match tokio::time::timeout(STATS_TIMEOUT, stats).await {
         Err(_) => Err(format!("no figures within {} s", STATS_TIMEOUT.as_secs())),
         Ok(Err(status)) => Err(status.message().to_string()),
-        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Ok(resp)) => Ok(Box::new(resp.into_inner())),
     })
 }
 
@@ -932,7 +932,7 @@ pub async fn run(
     let facts = socket_facts(socket);
     let reach = probe(socket).await;
     let stats = match &reach {
-        Reach::Serving(Ok(stats)) => Some(stats),
+        Reach::Serving(Ok(stats)) => Some(&**stats),
         _ => None,
     };
     let mut checks = vec![
@@ -1167,7 +1167,7 @@ mod tests {
             uptime_ms: 300_000,
             ..Default::default()
         };
-        let c = daemon_check(sock, &Reach::Serving(Ok(stats)), false);
+        let c = daemon_check(sock, &Reach::Serving(Ok(Box::new(stats))), false);
         assert_eq!(c.level, Level::Ok);
         assert!(c.finding.contains("up 5 min"), "{}", c.finding);
         let c = daemon_check(sock, &Reach::Refused, false);

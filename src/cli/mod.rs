@@ -342,6 +342,7 @@ async fn serve(
         max_batch_delay: settings.max_batch_delay,
         c_include_paths: settings.c_include_paths,
         tombstone_retention: settings.tombstone_retention,
+        metrics: settings.metrics,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())

@@ -93,6 +93,89 @@ pub fn report_json(r: &proto::ScanReport) -> Value {
     })
 }
 
+/// A histogram as the metrics module reads it (for quantile estimates).
+pub fn histogram_snapshot(h: &proto::Histogram) -> workflowdb::metrics::HistogramSnapshot {
+    workflowdb::metrics::HistogramSnapshot {
+        bounds: h.bounds.clone(),
+        cumulative: h.cumulative_counts.clone(),
+        sum: h.sum,
+        count: h.count,
+    }
+}
+
+fn histogram_json(h: Option<&proto::Histogram>) -> Value {
+    let Some(h) = h else { return Value::Null };
+    let q = histogram_snapshot(h);
+    json!({
+        "bounds": h.bounds,
+        "cumulative_counts": h.cumulative_counts,
+        "sum": h.sum,
+        "count": h.count,
+        "p50": q.quantile(0.5),
+        "p99": q.quantile(0.99),
+    })
+}
+
+fn count_map(v: &[proto::CountEntry]) -> Value {
+    Value::Object(
+        v.iter()
+            .map(|c| (c.key.clone(), json!(c.count)))
+            .collect::<serde_json::Map<_, _>>(),
+    )
+}
+
+/// The daemon's metrics as JSON: every figure, histograms with their buckets and estimated
+/// p50/p99.
+pub fn metrics_json(m: &proto::DaemonMetrics) -> Value {
+    let roots: Vec<Value> = m
+        .roots
+        .iter()
+        .map(|r| {
+            json!({
+                "root": r.root,
+                "root_id": r.root_id,
+                "files": r.files,
+                "bytes": r.bytes,
+                "clock": r.clock,
+                "events_applied": r.events_applied,
+                "batches_applied": r.batches_applied,
+                "batch_paths": histogram_json(r.batch_paths.as_ref()),
+                "event_apply_lag_seconds": histogram_json(r.event_apply_lag_seconds.as_ref()),
+                "reconciles": count_map(&r.reconciles),
+                "files_hashed": r.files_hashed,
+                "bytes_hashed": r.bytes_hashed,
+                "hash_backlog": r.hash_backlog,
+                "last_scan_hashed_bytes_per_second": r.last_scan_hashed_bytes_per_second,
+            })
+        })
+        .collect();
+    let rpc: Vec<Value> = m
+        .rpc
+        .iter()
+        .map(|x| {
+            json!({
+                "method": x.method,
+                "codes": count_map(&x.codes),
+                "latency_seconds": histogram_json(x.latency_seconds.as_ref()),
+            })
+        })
+        .collect();
+    json!({
+        "uptime_seconds": m.uptime_seconds,
+        "events_received": m.events_received,
+        "overflows": m.overflows,
+        "watched_dirs": m.watched_dirs,
+        "polled_dirs": m.polled_dirs,
+        "inotify_max_user_watches": m.inotify_max_user_watches,
+        "watch_cap": m.watch_cap,
+        "store_size_bytes": m.store_size_bytes,
+        "resident_memory_bytes": m.resident_memory_bytes,
+        "metrics_address": m.metrics_address,
+        "roots": roots,
+        "rpc": rpc,
+    })
+}
+
 /// A root as JSON.
 pub fn root_json(r: &proto::RootInfo) -> Value {
     json!({"root": r.root, "root_id": r.root_id, "files": r.files, "clock": r.clock, "state": r.state})

@@ -74,7 +74,7 @@ pub static KEYS: &[Key] = &[
         flag: "--metrics",
         env: &["WFDB_METRICS"],
         kind: Kind::Addr,
-        about: "Serve Prometheus metrics over HTTP at this address",
+        about: "Serve Prometheus metrics at http://ADDR/metrics (no authentication: keep it on loopback)",
     },
     Key {
         name: "ignore",

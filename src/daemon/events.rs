@@ -126,8 +126,12 @@ pub fn spawn(
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     let mut handle = |msg: WatchMsg, pending: &mut Vec<PathBuf>, cookies: &mut Vec<PathBuf>| match msg {
-                        WatchMsg::Overflow => overflow = true,
+                        WatchMsg::Overflow => {
+                            state.metrics.overflows.inc();
+                            overflow = true;
+                        }
                         WatchMsg::Paths(paths) => {
+                            state.metrics.events_received.inc();
                             for p in paths {
                                 if state.cookies.is_cookie(&p) {
                                     cookies.push(p);
@@ -149,7 +153,8 @@ pub fn spawn(
                 _ = tokio::time::sleep_until(deadline), if first.is_some() => due = true,
             }
             if due || !cookies.is_empty() || overflow {
-                apply(&state, std::mem::take(&mut pending)).await;
+                let since = first.unwrap_or_else(Instant::now);
+                apply(&state, std::mem::take(&mut pending), since).await;
                 if std::mem::take(&mut overflow) {
                     tracing::warn!("inotify queue overflowed: reconciling every root");
                     for root in state.roots() {
@@ -167,8 +172,8 @@ pub fn spawn(
     })
 }
 
-/// Applies pending paths, grouped by root.
-async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>) {
+/// Applies pending paths, grouped by root; `first_event` is when the first of them arrived.
+async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>, first_event: Instant) {
     if pending.is_empty() {
         return;
     }
@@ -185,6 +190,8 @@ async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>) {
         };
         match root.apply_events(paths, &state.walk).await {
             Ok(outcome) => {
+                root.metrics
+                    .record_batch(outcome.paths, first_event.elapsed());
                 if let Some(w) = state.watcher() {
                     for d in &outcome.gone_dirs {
                         w.forget(d);

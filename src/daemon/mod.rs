@@ -3,6 +3,7 @@
 
 pub mod depgraph;
 pub mod events;
+pub mod figures;
 pub mod listen;
 pub mod root;
 pub mod systemd;
@@ -34,6 +35,8 @@ pub enum DaemonError {
     Socket(PathBuf, String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, String),
+    #[error("cannot serve metrics on {0}: {1} (check --metrics HOST:PORT)")]
+    Metrics(SocketAddr, String),
     #[error("token file {0}: {1}")]
     Token(PathBuf, String),
     #[error("--listen needs --token-file: TCP clients must present a bearer token")]
@@ -79,6 +82,8 @@ pub struct ServeOptions {
     pub c_include_paths: Vec<String>,
     /// How long tombstones are kept (`None`: forever).
     pub tombstone_retention: Option<Duration>,
+    /// Serve Prometheus metrics over HTTP here (no authentication: keep it on loopback).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Settings of the daemon's background work, with defaults.
@@ -131,6 +136,11 @@ pub struct DaemonState {
     /// Cancelled once the daemon is ready: background work of the start-up (catch-up
     /// reconciles, graph builds) waits for it, so it never delays readiness.
     pub ready: CancellationToken,
+    /// Daemon-wide counters (watcher events, overflows, RPC calls); per-root ones live on
+    /// each [`Root`].
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the metrics endpoint listens, when it is on.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -164,6 +174,8 @@ impl DaemonState {
             cancel_scans: Arc::new(AtomicBool::new(false)),
             roots_change: tokio::sync::Mutex::new(()),
             adding: std::sync::Mutex::new(None),
+            metrics: Arc::new(crate::metrics::Metrics::new(crate::rpc::served_methods())),
+            metrics_address: None,
         }
     }
 
@@ -490,6 +502,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     // Validate globs before any work so a typo is reported at once.
     crate::catalog::rules::IgnoreRules::new(Path::new("/"), &walk.ignore_globs, &[])?;
     watcher.watch_dir(cookies.dir());
+    let metrics_listener = bind_tcp(opts.metrics, DaemonError::Metrics).await?;
     let mut state = DaemonState::new(store, walk, cookies, Some(watcher), opts.sync_timeout);
     state.tuning = Tuning {
         settle: opts.settle,
@@ -499,8 +512,18 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
         },
         tombstone_retention: opts.tombstone_retention,
     };
+    if let Some(listener) = &metrics_listener {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Internal(format!("metrics socket: {e}")))?;
+        state.metrics_address = Some(addr);
+    }
     let state = Arc::new(state);
     spawn_signal_handler(Arc::clone(&state))?;
+    if let Some(listener) = metrics_listener {
+        // Served from the start, so a cold index can be watched (hash backlog) as it runs.
+        figures::spawn_endpoint(Arc::clone(&state), listener);
+    }
     // Events are collected from the start; batches wait for each root's first reconcile.
     let _pipeline = events::spawn(Arc::clone(&state), events_rx);
     let _poller = events::spawn_poller(Arc::clone(&state), opts.poll_interval);
@@ -551,14 +574,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
 
     let uds = listen::bind_unix(&opts.socket)?;
     let _socket_guard = listen::SocketGuard(opts.socket.clone());
-    let tcp = match opts.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| DaemonError::Listen(addr, e.to_string()))?,
-        ),
-        None => None,
-    };
+    let tcp = bind_tcp(opts.listen, DaemonError::Listen).await?;
     let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, token).await?;
     let files: u64 = state
         .roots()
@@ -636,6 +652,20 @@ fn spawn_tombstone_pruner(state: Arc<DaemonState>, retention: Duration) {
             }
         }
     });
+}
+
+/// Binds a TCP listener when an address is given; `error` says what the socket was for.
+async fn bind_tcp(
+    addr: Option<SocketAddr>,
+    error: fn(SocketAddr, String) -> DaemonError,
+) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    match addr {
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| error(addr, e.to_string())),
+        None => Ok(None),
+    }
 }
 
 /// Sends systemd a progress line every second while the start-up reconcile runs.

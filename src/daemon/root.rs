@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::catalog::classify::MANIFESTS;
 use crate::catalog::rules::{IgnoreRules, Layer};
 use crate::catalog::{self, ChangeBatch, FileRecord, ScanProgress, ScanReport, WalkOptions};
+use crate::metrics::RootMetrics;
 use crate::paths::RelPath;
 use crate::store::RootStore;
 
@@ -29,6 +30,11 @@ pub struct Root {
     pub caught_up: tokio::sync::Notify,
     /// The live dependency graph (derived; rebuilt after each full reconcile).
     pub graph: super::depgraph::RootGraph,
+    /// What happened to this root: events, batches, lag, reconciles, hashing.
+    pub metrics: RootMetrics,
+    /// Record count and total size at a clock (clock, files, bytes), so a scrape of an
+    /// unchanged root does not read every record again.
+    totals: Mutex<Option<(u64, u64, u64)>>,
 }
 
 impl Root {
@@ -44,7 +50,25 @@ impl Root {
             catching_up: AtomicBool::new(false),
             caught_up: tokio::sync::Notify::new(),
             graph: super::depgraph::RootGraph::default(),
+            metrics: RootMetrics::default(),
+            totals: Mutex::new(None),
         }
+    }
+
+    /// How many records the root has and their total size, at `clock` (the root's clock
+    /// read just before). Counted again only when the clock has moved; a reconcile writes
+    /// records before it ticks the clock, so nothing is remembered while one runs.
+    pub fn totals(&self, clock: u64) -> Result<(u64, u64), crate::store::StoreError> {
+        if let Some((at, files, bytes)) = *self.totals.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at == clock && !self.is_scanning() {
+                return Ok((files, bytes));
+            }
+        }
+        let (files, bytes) = self.store.totals()?;
+        if !self.is_scanning() {
+            *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = Some((clock, files, bytes));
+        }
+        Ok((files, bytes))
     }
 
     /// Counters of the scan in progress (or of the last one).
@@ -77,6 +101,7 @@ impl Root {
         cancel: Arc<AtomicBool>,
     ) -> Result<ScanReport, DaemonError> {
         let _writer = self.writer.lock().await;
+        self.metrics.count_reconcile(reason);
         let progress = Arc::new(ScanProgress::default());
         *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&progress);
         self.scanning.store(true, Ordering::Relaxed);
@@ -90,7 +115,12 @@ impl Root {
         .await;
         self.scanning.store(false, Ordering::Relaxed);
         match outcome {
-            Ok(r) => r,
+            Ok(Ok(report)) => {
+                self.metrics
+                    .record_hashed(report.files_hashed, report.bytes_hashed);
+                Ok(report)
+            }
+            Ok(Err(e)) => Err(e),
             Err(join) => Err(DaemonError::Internal(format!("scan task failed: {join}"))),
         }
     }
@@ -251,6 +281,10 @@ pub struct EventOutcome {
     pub gone_dirs: Vec<PathBuf>,
     /// An ignore file or a manifest changed: the whole root must be reconciled.
     pub needs_reconcile: bool,
+    /// Distinct paths the events named.
+    pub paths: u64,
+    /// What was hashed to build the new records.
+    pub hashed: catalog::HashCounts,
 }
 
 impl Root {
@@ -265,9 +299,13 @@ impl Root {
         let _writer = self.writer.lock().await;
         let root = Arc::clone(self);
         let opts = opts.clone();
-        tokio::task::spawn_blocking(move || apply_events_blocking(&root, paths, &opts))
-            .await
-            .map_err(|e| DaemonError::Internal(format!("event task failed: {e}")))?
+        let outcome =
+            tokio::task::spawn_blocking(move || apply_events_blocking(&root, paths, &opts))
+                .await
+                .map_err(|e| DaemonError::Internal(format!("event task failed: {e}")))??;
+        self.metrics
+            .record_hashed(outcome.hashed.hashed, outcome.hashed.bytes);
+        Ok(outcome)
     }
 }
 
@@ -279,6 +317,7 @@ fn apply_events_blocking(
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     paths.sort();
     paths.dedup();
+    let n_paths = paths.len() as u64;
     let rules = IgnoreRules::new(&root.path, &opts.ignore_globs, &opts.exclude)?;
     let mut layers: HashMap<Vec<u8>, Option<Arc<Layer>>> = HashMap::new();
     let mut manifests: HashMap<Vec<u8>, bool> = HashMap::new();
@@ -413,6 +452,8 @@ fn apply_events_blocking(
     }
     // Every path in `removed` came from a stored record, so each is a real removal.
     let removed: Vec<RelPath> = removed.into_iter().collect();
+    outcome.paths = n_paths;
+    outcome.hashed = counts;
     if upserts.is_empty() && removed.is_empty() {
         return Ok(outcome);
     }

@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::agents::OwnerMatcher;
-use super::convert::{file_info, request_path, scan_report};
+use super::convert::{daemon_metrics, file_info, request_path, scan_report};
 use super::status_of;
 use crate::catalog::FileFilter;
 use crate::daemon::{DaemonState, Root};
@@ -235,14 +235,24 @@ impl proto::catalog_server::Catalog for CatalogService {
             vec![self.root(&req.root)?]
         };
         let mut out = Vec::with_capacity(roots.len());
-        for root in roots {
+        for root in &roots {
+            let root = Arc::clone(root);
             let stats = tokio::task::spawn_blocking(move || root_stats(&root))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(store_status)?;
             out.push(stats);
         }
+        let state = Arc::clone(&self.state);
+        let only = (!req.root.is_empty())
+            .then(|| roots.first().cloned())
+            .flatten();
+        let snapshot = tokio::task::spawn_blocking(move || state.metrics_snapshot(only.as_ref()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status_of)?;
         Ok(Response::new(proto::StatsResponse {
+            metrics: Some(daemon_metrics(&snapshot, self.state.metrics_address)),
             roots: out,
             instance_id: self.state.store.instance_id().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),

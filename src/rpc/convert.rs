@@ -2,6 +2,7 @@
 
 use crate::catalog::record::rfc3339_ns;
 use crate::catalog::{FileKind, FileRecord, ScanReport};
+use crate::metrics::{HistogramSnapshot, Snapshot};
 use crate::paths::RelPath;
 use crate::proto;
 
@@ -70,4 +71,69 @@ pub fn request_path(path: &str, path_bytes: &[u8]) -> Result<RelPath, tonic::Sta
         path_bytes
     };
     RelPath::parse(raw).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+/// A histogram as served.
+pub fn histogram(h: &HistogramSnapshot) -> proto::Histogram {
+    proto::Histogram {
+        bounds: h.bounds.clone(),
+        cumulative_counts: h.cumulative.clone(),
+        sum: h.sum,
+        count: h.count,
+    }
+}
+
+fn counts(pairs: &[(&str, u64)]) -> Vec<proto::CountEntry> {
+    pairs
+        .iter()
+        .map(|(key, count)| proto::CountEntry {
+            key: key.to_string(),
+            count: *count,
+        })
+        .collect()
+}
+
+/// The metrics snapshot as served; `address` is where the metrics endpoint listens.
+pub fn daemon_metrics(s: &Snapshot, address: Option<std::net::SocketAddr>) -> proto::DaemonMetrics {
+    proto::DaemonMetrics {
+        uptime_seconds: s.uptime_seconds,
+        events_received: s.events_received,
+        overflows: s.overflows,
+        watched_dirs: s.watched_dirs,
+        polled_dirs: s.polled_dirs,
+        inotify_max_user_watches: s.inotify_max_user_watches,
+        watch_cap: s.watch_cap,
+        store_size_bytes: s.store_size_bytes,
+        resident_memory_bytes: s.resident_memory_bytes,
+        roots: s
+            .roots
+            .iter()
+            .map(|r| proto::RootMetrics {
+                root: r.path.clone(),
+                root_id: r.id.clone(),
+                files: r.files,
+                bytes: r.bytes,
+                clock: r.clock,
+                events_applied: r.activity.events_applied,
+                batches_applied: r.activity.batches,
+                batch_paths: Some(histogram(&r.activity.batch_paths)),
+                event_apply_lag_seconds: Some(histogram(&r.activity.apply_lag)),
+                reconciles: counts(&r.activity.reconciles),
+                files_hashed: r.activity.files_hashed,
+                bytes_hashed: r.activity.bytes_hashed,
+                hash_backlog: r.hash_backlog,
+                last_scan_hashed_bytes_per_second: r.last_scan_bytes_per_second,
+            })
+            .collect(),
+        rpc: s
+            .rpc
+            .iter()
+            .map(|m| proto::RpcMethodMetrics {
+                method: m.method.clone(),
+                codes: counts(&m.codes),
+                latency_seconds: Some(histogram(&m.latency)),
+            })
+            .collect(),
+        metrics_address: address.map(|a| a.to_string()).unwrap_or_default(),
+    }
 }

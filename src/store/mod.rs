@@ -407,6 +407,18 @@ impl RootStore {
         })
     }
 
+    /// How many records the root has and the sum of their sizes, decoding only record heads.
+    pub fn totals(&self) -> Result<(u64, u64)> {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for item in self.tree.scan_prefix(FILE_PREFIX) {
+            let (_, value) = item?;
+            let head: RecordHead = decode_prefix(&value)?;
+            files += 1;
+            bytes += head.fingerprint.size;
+        }
+        Ok((files, bytes))
+    }
+
     /// Every record, keyed by path.
     pub fn load_all(&self) -> Result<HashMap<RelPath, FileRecord>> {
         let mut map = HashMap::new();
@@ -769,6 +781,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(clock, 2);
+        // Totals count records only (not tombstones or the root's metadata).
+        assert_eq!(root.totals().unwrap(), (2, 6));
         assert_eq!(root.tombstones_since(1).unwrap().len(), 1);
         assert!(root.tombstones_since(2).unwrap().is_empty());
         // An empty change set does not tick the clock.

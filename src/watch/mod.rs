@@ -167,6 +167,11 @@ impl FsWatcher {
             .collect()
     }
 
+    /// The configured cap on watches (0: none but the kernel's).
+    pub fn max_watches(&self) -> usize {
+        self.max_watches
+    }
+
     /// (watched, polled) folder counts.
     pub fn counts(&self) -> (u64, u64) {
         (

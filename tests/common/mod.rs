@@ -364,3 +364,29 @@ pub async fn assert_catalog_matches_disk(d: &Daemon, root: &Path, skip: &[&str])
         assert_eq!(f.sha256, t.sha256, "{shown}: sha256");
     }
 }
+
+/// A synced `GetFile` of a path of the only root.
+pub async fn get_file(
+    catalog: &mut CatalogClient<Channel>,
+    path: &str,
+) -> Result<proto::FileInfo, tonic::Status> {
+    let resp = catalog
+        .get_file(proto::GetFileRequest {
+            path: path.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    resp.file
+        .ok_or_else(|| tonic::Status::internal("a GetFile answer without a file"))
+}
+
+/// The daemon's Stats for every root.
+pub async fn stats(d: &Daemon) -> proto::StatsResponse {
+    d.catalog()
+        .await
+        .stats(proto::StatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
