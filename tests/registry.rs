@@ -1227,40 +1227,16 @@ async fn cli_takes_definitions_as_json_files() {
     d.stop();
 }
 
-/// The Python example client, against a real daemon. Needs python3 with grpcio and
-/// grpcio-tools: fails in CI (CI=true) when they are missing, skips with a message otherwise.
+/// The Python example client, against a real daemon, over a plain channel (no authority
+/// option). Needs python3 with grpcio and grpcio-tools: fails in CI (CI=true) when they are
+/// missing, skips with a message otherwise.
 #[tokio::test]
 async fn python_example_client() {
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            !in_ci,
-            "python3 with grpcio and grpcio-tools is required in CI (pip install grpcio grpcio-tools)"
-        );
-        eprintln!(
-            "skipping python_example_client: python3 with grpcio and grpcio-tools is not available"
-        );
-        return;
-    }
     let dirs = Dirs::new();
     let d = daemon(&dirs).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/client.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg("--socket")
-        .arg(&d.socket)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the Python example failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("restored session py-session"), "{stdout}");
-    assert!(stdout.contains("knowledge graph:"), "{stdout}");
+    if let Some(stdout) = common::python_example("client.py", &d.socket) {
+        assert!(stdout.contains("restored session py-session"), "{stdout}");
+        assert!(stdout.contains("knowledge graph:"), "{stdout}");
+    }
     d.stop();
 }

@@ -9,34 +9,13 @@ reads the knowledge graph, over the daemon's Unix socket.
 """
 
 import argparse
-import importlib
 import os
-import sys
 import tempfile
 
 import grpc
-from grpc_tools import protoc
 from google.protobuf import json_format, struct_pb2
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
-
-
-def generate_stubs(out_dir):
-    """Runs grpcio-tools' protoc on proto/workflowdb/v1/*.proto into out_dir."""
-    wkt = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    files = [
-        os.path.join(PROTO_ROOT, "workflowdb", "v1", name)
-        for name in ("catalog.proto", "registry.proto")
-    ]
-    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{wkt}", f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}"] + files
-    if protoc.main(args) != 0:
-        sys.exit("protoc failed to generate the stubs")
-    sys.path.insert(0, out_dir)
-    pb = importlib.import_module("workflowdb.v1.registry_pb2")
-    rpc = importlib.import_module("workflowdb.v1.registry_pb2_grpc")
-    return pb, rpc
+import wfdb_stubs
 
 
 def struct(d):
@@ -45,26 +24,19 @@ def struct(d):
     return s
 
 
-def default_socket():
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    if runtime:
-        return os.path.join(runtime, "wfdb.sock")
-    xdg = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
-    return os.path.join(xdg, "wfdb", "wfdb.sock")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", default=os.environ.get("WFDB_SOCKET") or default_socket())
+    parser.add_argument("--socket",
+                        default=os.environ.get("WFDB_SOCKET") or wfdb_stubs.default_socket())
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="wfdb-stubs-") as stubs:
-        pb, rpc = generate_stubs(stubs)
-        # gRPC C-core sends the socket path as :authority, which the daemon's HTTP/2 stack
-        # rejects; name the authority explicitly.
-        channel = grpc.insecure_channel(
-            f"unix:{args.socket}", options=[("grpc.default_authority", "localhost")]
-        )
+        wfdb_stubs.generate(stubs)
+        pb, rpc = wfdb_stubs.load("registry_pb2"), wfdb_stubs.load("registry_pb2_grpc")
+        # A plain channel: the daemon accepts the socket path that gRPC sends as :authority.
+        # Clients that set the authority to "localhost" (the usual Unix-socket convention,
+        # e.g. options=[("grpc.default_authority", "localhost")]) work as well.
+        channel = grpc.insecure_channel(f"unix:{args.socket}")
         agents = rpc.AgentsStub(channel)
         workflows = rpc.WorkflowsStub(channel)
         sessions = rpc.SessionsStub(channel)

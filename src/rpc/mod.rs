@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agents;
 pub mod auth;
+pub mod authority_front;
 pub mod catalog;
 pub mod convert;
 pub mod graph;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::Status;
 
@@ -169,7 +171,9 @@ pub async fn spawn_servers(
             .add_service(transfer.clone());
         let shutdown = state.shutdown.clone();
         handles.push(tokio::spawn(async move {
-            let incoming = UnixListenerStream::new(uds);
+            // Clients that send the socket path as :authority are served as `localhost`.
+            let incoming = UnixListenerStream::new(uds)
+                .map(|conn| conn.map(authority_front::AuthorityFront::new));
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                 .await

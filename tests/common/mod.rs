@@ -390,3 +390,38 @@ pub async fn stats(d: &Daemon) -> proto::StatsResponse {
         .unwrap()
         .into_inner()
 }
+
+/// Runs a script of `examples/python/` against the daemon at `socket` and returns its output,
+/// or None when python3 with grpcio and grpcio-tools is missing: a failure in CI (CI=true),
+/// a skip with a message elsewhere.
+pub fn python_example(script: &str, socket: &Path) -> Option<String> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let probe = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            !in_ci,
+            "python3 with grpcio and grpcio-tools is required in CI (pip install grpcio grpcio-tools)"
+        );
+        eprintln!("skipping {script}: python3 with grpcio and grpcio-tools is not available");
+        return None;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/python")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
