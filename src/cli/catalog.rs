@@ -453,6 +453,7 @@ pub async fn changes(
             since_clock: since.unwrap_or(0),
             instance_id: instance_id.unwrap_or_default(),
             unsynced: false,
+            with_folders: false,
         })
         .await?
         .into_inner();

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, the `serve` verb, and client verbs over gRPC.
 
 mod catalog;
+mod fsmonitor;
 mod graph;
 mod output;
 mod registry;
@@ -139,6 +140,29 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Answer git's fsmonitor hook (protocol version 2) from the daemon's clocks, so
+    /// `git status` looks only at what changed.
+    ///
+    /// Set up once per repository (with a daemon watching it, or a folder above it):
+    ///
+    ///     git config core.fsmonitor 'wfdb fsmonitor-hook'
+    ///     git config core.untrackedCache true
+    ///
+    /// git then runs `wfdb fsmonitor-hook 2 TOKEN` from the top of the worktree. The answer is
+    /// a new token and every path changed since TOKEN (folders that came or went end with
+    /// `/`), each followed by a NUL. When it cannot be exact (no daemon, no watched root
+    /// holding the whole worktree, a token from another tool or another database) the answer
+    /// is `/`: git then checks every file itself, as without the hook. Pass --socket in the
+    /// config command if the daemon does not use the default socket.
+    #[command(verbatim_doc_comment)]
+    FsmonitorHook {
+        /// The hook protocol version git asks for: only 2 is spoken (for anything else the hook
+        /// exits 1 and git checks every file).
+        version: String,
+        /// The token git kept from the previous answer.
+        #[arg(default_value = "", allow_hyphen_values = true)]
+        token: String,
+    },
     /// Agents: register, find, remove, metrics, leases.
     #[command(subcommand)]
     Agent(registry::AgentCmd),
@@ -213,6 +237,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         .unwrap_or_else(workflowdb::config::default_socket_path);
     let outcome = match cli.command {
         Command::Serve(args) => serve(args, socket).await,
+        Command::FsmonitorHook { version, token } => {
+            return fsmonitor::run(&socket, &version, &token).await
+        }
         other => client_command(other, &socket, cli.json).await,
     };
     match outcome {
@@ -285,7 +312,9 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
     let channel = connect_unix(socket).await?;
     let out = output::Output::new(json);
     match cmd {
-        Command::Serve(_) => unreachable!("serve is handled before connecting"),
+        Command::Serve(_) | Command::FsmonitorHook { .. } => {
+            unreachable!("serve and fsmonitor-hook are handled before connecting")
+        }
         Command::Status { root } => catalog::status(channel, root, &out).await,
         Command::Files(args) => catalog::files(channel, args, &out).await,
         Command::File { path, root } => catalog::file(channel, path, root, &out).await,

@@ -335,10 +335,12 @@ impl proto::catalog_server::Catalog for CatalogService {
         let instance = self.state.store.instance_id().to_string();
         let since = req.since_clock;
         let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let answer = tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(store_status)?;
+        let with_folders = req.with_folders;
+        let answer =
+            tokio::task::spawn_blocking(move || changes_since(&root, since, foreign, with_folders))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(store_status)?;
         Ok(Response::new(proto::ChangesResponse {
             instance_id: instance,
             ..answer
@@ -367,11 +369,12 @@ impl proto::catalog_server::Catalog for CatalogService {
                 let filter = filter.clone();
                 let instance = instance.clone();
                 async move {
-                    let answer =
-                        tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
-                            .await
-                            .map_err(|e| Status::internal(e.to_string()))?
-                            .map_err(store_status)?;
+                    let answer = tokio::task::spawn_blocking(move || {
+                        changes_since(&root, since, foreign, false)
+                    })
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(store_status)?;
                     Ok::<_, Status>(proto::ChangeBatch {
                         root: answer.root,
                         clock: answer.clock,
@@ -521,19 +524,32 @@ fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
         })
 }
 
-/// Files changed and removed after `since`. A clock from the future or from another instance
-/// cannot be answered exactly: then every file is listed with `fresh_instance`.
+/// Files changed and removed after `since` (with `with_folders`, also the folders that may have
+/// appeared or vanished). A clock from the future or from another instance cannot be answered
+/// exactly: then every file is listed with `fresh_instance`.
 fn changes_since(
     root: &Root,
     since: u64,
     foreign: bool,
+    with_folders: bool,
 ) -> Result<proto::ChangesResponse, crate::store::StoreError> {
     let clock = root.store.meta()?.clock;
     // A clock from another instance or from the future cannot be answered exactly: list
     // everything (and no removals), flagged as a fresh instance. Clock 0 means "everything".
     let exact = !foreign && since <= clock;
     let (records, removed) = root.store.changed_since(if exact { since } else { 0 })?;
+    let folders = if with_folders && exact {
+        let paths = records.iter().map(|r| &r.path).chain(removed.iter());
+        root.store.folders_changed_since(since, paths)?
+    } else {
+        Vec::new()
+    };
     let changed = records.iter().map(file_info).collect();
+    let removed_path_bytes = if removed.iter().any(|p| p.as_str().is_none()) {
+        removed.iter().map(|p| p.as_bytes().to_vec()).collect()
+    } else {
+        Vec::new()
+    };
     let removed = removed.iter().map(RelPath::to_lossy).collect();
     Ok(proto::ChangesResponse {
         root: root.path.display().to_string(),
@@ -542,5 +558,7 @@ fn changes_since(
         fresh_instance: !exact,
         changed,
         removed,
+        removed_path_bytes,
+        folders,
     })
 }

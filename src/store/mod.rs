@@ -436,6 +436,55 @@ impl RootStore {
         Ok((changed, removed))
     }
 
+    /// The folders that may have appeared or vanished after `clock`, among the ancestors of
+    /// `paths` (changed and removed paths), sorted: each one that holds no record unchanged
+    /// since `clock`. A folder that holds such a record existed then and exists now; any other
+    /// may be new or gone (or merely emptied and refilled, which costs a caller only a look).
+    pub fn folders_changed_since<'a>(
+        &self,
+        clock: u64,
+        paths: impl IntoIterator<Item = &'a RelPath>,
+    ) -> Result<Vec<Vec<u8>>> {
+        // Whether each folder looked at holds an old record. A folder that does makes every
+        // folder above it do too, so the walk up from a path stops there.
+        let mut holds_old: HashMap<Vec<u8>, bool> = HashMap::new();
+        for path in paths {
+            for dir in path.ancestors() {
+                let old = match holds_old.get(dir) {
+                    Some(known) => *known,
+                    None => {
+                        let old = self.holds_record_at_or_before(dir, clock)?;
+                        holds_old.insert(dir.to_vec(), old);
+                        old
+                    }
+                };
+                if old {
+                    break;
+                }
+            }
+        }
+        let mut folders: Vec<Vec<u8>> = holds_old
+            .into_iter()
+            .filter(|(_, old)| !old)
+            .map(|(dir, _)| dir)
+            .collect();
+        folders.sort();
+        Ok(folders)
+    }
+
+    /// Whether some record under folder `dir` was last changed at or before `clock`.
+    fn holds_record_at_or_before(&self, dir: &[u8], clock: u64) -> Result<bool> {
+        let prefix = [FILE_PREFIX, dir, b"/"].concat();
+        for item in self.tree.scan_prefix(prefix) {
+            let (_, value) = item?;
+            let rec: FileRecord = decode(&value)?;
+            if rec.clock <= clock {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Paths removed after `clock`, with the clock of their removal.
     pub fn tombstones_since(&self, clock: u64) -> Result<Vec<(RelPath, u64)>> {
         let mut out = Vec::new();
@@ -563,6 +612,53 @@ mod tests {
         let (changed, removed) = root.changed_since(0).unwrap();
         assert_eq!(changed.len(), 2);
         assert!(removed.is_empty());
+    }
+
+    #[test]
+    fn folders_changed_since_are_those_without_an_unchanged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        let p = |s: &str| RelPath::parse(s.as_bytes()).unwrap();
+        let before = root
+            .apply(
+                ChangeSet {
+                    upserts: vec![
+                        rec("old/keep"),
+                        rec("old/edit"),
+                        rec("gone/x"),
+                        rec("a/b/y"),
+                    ],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        root.apply(
+            ChangeSet {
+                upserts: vec![rec("old/edit"), rec("new/sub/z"), rec("old/fresh/w")],
+                removed: vec![p("gone/x"), p("a/b/y")],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let (changed, removed) = root.changed_since(before).unwrap();
+        let paths: Vec<RelPath> = changed.into_iter().map(|r| r.path).chain(removed).collect();
+        let folders = root.folders_changed_since(before, &paths).unwrap();
+        let shown: Vec<String> = folders
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        // "old" still holds "old/keep", unchanged: it existed before and exists now. Everything
+        // else named may have come or gone.
+        assert_eq!(
+            shown,
+            vec!["a", "a/b", "gone", "new", "new/sub", "old/fresh"]
+        );
+        // Nothing changed since the current clock: no folder.
+        let now = root.meta().unwrap().clock;
+        assert!(root.folders_changed_since(now, &[]).unwrap().is_empty());
     }
 
     #[test]
