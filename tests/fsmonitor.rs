@@ -327,6 +327,14 @@ async fn series(untracked_cache: bool, untracked: &'static str) {
             }),
         ),
         (
+            "a name that is not UTF-8 is committed, then removed",
+            Box::new(|r| {
+                r.git(&["add", "-A"]);
+                r.git(&["commit", "-q", "-m", "latin-1 name"]);
+                std::fs::remove_file(r.worktree.join(OsStr::from_bytes(b"caf\xe9.txt"))).unwrap()
+            }),
+        ),
+        (
             "a tracked file becomes a folder",
             Box::new(|r| {
                 std::fs::remove_file(r.path("new.txt")).unwrap();
@@ -485,7 +493,8 @@ async fn the_hook_falls_back_to_everything_when_it_cannot_know() {
     assert!(parts.next().unwrap().starts_with(b"wfdb:1:"));
     let paths: Vec<&[u8]> = parts.filter(|p| !p.is_empty()).collect();
     assert_eq!(paths, vec![&b"y.txt"[..]]);
-    // A token of another database (instance) is answered with `/`.
+    // A token of another database (instance) is answered with `/`, and the daemon is not
+    // asked to list every file for it.
     let other = token.replacen("wfdb:1:", "wfdb:1:f", 1);
     let (_, stdout, _) = run(&inner, &d.socket, &["2", &other]);
     assert!(
@@ -493,4 +502,21 @@ async fn the_hook_falls_back_to_everything_when_it_cannot_know() {
         "{}",
         String::from_utf8_lossy(&stdout)
     );
+    let fields: Vec<&str> = other.split(':').collect();
+    let resp = d
+        .catalog()
+        .await
+        .changes(workflowdb::proto::ChangesRequest {
+            root: fields[3].to_string(),
+            since_clock: fields[4].parse().unwrap(),
+            instance_id: fields[2].to_string(),
+            with_folders: true,
+            empty_on_fresh_instance: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.fresh_instance);
+    assert!(resp.changed.is_empty() && resp.removed.is_empty() && resp.folders.is_empty());
 }

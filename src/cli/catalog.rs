@@ -454,6 +454,7 @@ pub async fn changes(
             instance_id: instance_id.unwrap_or_default(),
             unsynced: false,
             with_folders: false,
+            empty_on_fresh_instance: false,
         })
         .await?
         .into_inner();

@@ -23,6 +23,10 @@ use workflowdb::proto::catalog_client::CatalogClient;
 /// The only hook protocol version spoken.
 const PROTOCOL: &str = "2";
 
+/// Largest `Changes` reply read (tonic's default is 4 MiB, about 20,000 changed files); a
+/// larger change set makes the call fail and the answer `/`, which is as fast for git then.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 /// Token answered when there is none to give (no daemon, no root): never one of ours, so the
 /// next call answers `/` again unless a daemon can by then.
 const NO_TOKEN: &str = "wfdb:none";
@@ -211,7 +215,17 @@ async fn answer(socket: &Path, worktree: &Path, token: &str) -> Answer {
                     status.message(),
                     status.code()
                 );
-                return unknown(token);
+                // A busy or stopping daemon may answer this token next time; anything else
+                // (say, a change set too large to read) could fail the same way at every
+                // call, so it is answered below under a fresh token.
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded
+                        | tonic::Code::Unavailable
+                        | tonic::Code::Cancelled
+                ) {
+                    return unknown(token);
+                }
             }
         }
     }
@@ -239,12 +253,14 @@ async fn changes(
     worktree: &Path,
 ) -> Result<Option<Answer>, tonic::Status> {
     let reply = CatalogClient::new(channel)
+        .max_decoding_message_size(MAX_ANSWER_BYTES)
         .changes(proto::ChangesRequest {
             root: token.root_id.clone(),
             since_clock: token.clock,
             instance_id: token.instance_id.clone(),
             unsynced: false,
             with_folders: true,
+            empty_on_fresh_instance: true,
         })
         .await;
     let resp = match reply {

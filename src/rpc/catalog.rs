@@ -335,9 +335,12 @@ impl proto::catalog_server::Catalog for CatalogService {
         let instance = self.state.store.instance_id().to_string();
         let since = req.since_clock;
         let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let with_folders = req.with_folders;
+        let wanted = Wanted {
+            folders: req.with_folders,
+            files_when_fresh: !req.empty_on_fresh_instance,
+        };
         let answer =
-            tokio::task::spawn_blocking(move || changes_since(&root, since, foreign, with_folders))
+            tokio::task::spawn_blocking(move || changes_since(&root, since, foreign, wanted))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(store_status)?;
@@ -370,7 +373,7 @@ impl proto::catalog_server::Catalog for CatalogService {
                 let instance = instance.clone();
                 async move {
                     let answer = tokio::task::spawn_blocking(move || {
-                        changes_since(&root, since, foreign, false)
+                        changes_since(&root, since, foreign, Wanted::default())
                     })
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
@@ -524,21 +527,43 @@ fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
         })
 }
 
-/// Files changed and removed after `since` (with `with_folders`, also the folders that may have
-/// appeared or vanished). A clock from the future or from another instance cannot be answered
-/// exactly: then every file is listed with `fresh_instance`.
+/// What a `changes_since` answer holds beyond files changed and removed.
+#[derive(Clone, Copy)]
+struct Wanted {
+    /// The folders that may have appeared or vanished.
+    folders: bool,
+    /// Every file when the clock cannot be answered exactly.
+    files_when_fresh: bool,
+}
+
+impl Default for Wanted {
+    fn default() -> Self {
+        Wanted {
+            folders: false,
+            files_when_fresh: true,
+        }
+    }
+}
+
+/// Files changed and removed after `since`, with what else is `wanted`. A clock from the
+/// future or from another instance cannot be answered exactly: then every file is listed
+/// (unless not wanted) with `fresh_instance`.
 fn changes_since(
     root: &Root,
     since: u64,
     foreign: bool,
-    with_folders: bool,
+    wanted: Wanted,
 ) -> Result<proto::ChangesResponse, crate::store::StoreError> {
     let clock = root.store.meta()?.clock;
     // A clock from another instance or from the future cannot be answered exactly: list
     // everything (and no removals), flagged as a fresh instance. Clock 0 means "everything".
     let exact = !foreign && since <= clock;
-    let (records, removed) = root.store.changed_since(if exact { since } else { 0 })?;
-    let folders = if with_folders && exact {
+    let (records, removed) = if exact || wanted.files_when_fresh {
+        root.store.changed_since(if exact { since } else { 0 })?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let folders = if wanted.folders && exact {
         let paths = records.iter().map(|r| &r.path).chain(removed.iter());
         root.store.folders_changed_since(since, paths)?
     } else {
