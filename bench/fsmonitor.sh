@@ -36,15 +36,17 @@ hook="'$wfdb' --socket '$sock' fsmonitor-hook"
 plain="-c core.fsmonitor=false"
 with="-c core.fsmonitor=\"$hook\""
 files=$(git -C "$tree" ls-files | wc -l)
-edited=$(git -C "$tree" ls-files | head -1)
+# A tracked file that is not a dotfile (an edited .gitignore would make the daemon rescan).
+edited=$(git -C "$tree" ls-files | awk '!f && !/(^|\/)\./ {print; f=1}')
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# measure NAME COMMAND [PREPARE]: prints the median seconds of COMMAND (run in TREE).
+# measure COMMAND [PREPARE]: prints the median seconds of COMMAND (run in TREE), PREPARE
+# run before each run.
 measure() {
-  local cmd=$2 prep=${3:-true}
+  local cmd=$1 prep=${2:-true}
   if command -v hyperfine >/dev/null; then
     (cd "$tree" && hyperfine -N --style none --warmup 3 --runs "$runs" --prepare "$prep" \
-      --export-json "$work/h.json" "$cmd" >/dev/null 2>&1)
+      --export-json "$work/h.json" "$cmd" >"$work/hyperfine.log" 2>&1) || { cat "$work/hyperfine.log" >&2; exit 1; }
     python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/h.json"
   else
     for i in $(seq $((runs + 3))); do
@@ -62,10 +64,17 @@ row "git status, no fsmonitor, no untracked cache" "git $plain -c core.untracked
 row "git status, no fsmonitor, untracked cache" "git $plain -c core.untrackedCache=true status --porcelain"
 row "git status, fsmonitor hook, no untracked cache" "git $with -c core.untrackedCache=false status --porcelain"
 row "git status, fsmonitor hook, untracked cache" "git $with -c core.untrackedCache=true status --porcelain"
-row "same, one tracked file edited before each run" "git $with -c core.untrackedCache=true status --porcelain" \
-  "sh -c 'date +%N >> $edited'"
-token=$("$wfdb" --socket "$sock" fsmonitor-hook 2 start | tr '\0' '\n' | head -1)
+edit="sh -c 'date +%N >> $edited'"
+row "one tracked file edited before each run, no fsmonitor, untracked cache" \
+  "git $plain -c core.untrackedCache=true status --porcelain" "$edit"
+row "one tracked file edited before each run, fsmonitor hook, untracked cache" \
+  "git $with -c core.untrackedCache=true status --porcelain" "$edit"
+token=$(cd "$tree" && "$wfdb" --socket "$sock" fsmonitor-hook 2 start | tr '\0' '\n' | awk 'NR == 1')
 row "the hook alone, nothing changed" "'$wfdb' --socket '$sock' fsmonitor-hook 2 $token"
+# The answers must agree, or the timings mean nothing.
+a=$(cd "$tree" && eval "git $with -c core.untrackedCache=true status --porcelain")
+b=$(cd "$tree" && git $plain -c core.untrackedCache=false status --porcelain)
+[ "$a" = "$b" ] || { echo "git status differs with the hook:" >&2; diff <(echo "$a") <(echo "$b") >&2; exit 1; }
 git -C "$tree" checkout -q -- "$edited"
 
 echo "$files tracked files; medians of $runs runs (seconds)"
