@@ -210,11 +210,7 @@ async fn answer(socket: &Path, worktree: &Path, token: &str) -> Answer {
             // The token's root is gone or does not hold this worktree: start afresh.
             Ok(None) => {}
             Err(status) => {
-                eprintln!(
-                    "wfdb fsmonitor-hook: {} ({:?}); git checks every file",
-                    status.message(),
-                    status.code()
-                );
+                report_failure(&status);
                 // A busy or stopping daemon may answer this token next time; anything else
                 // (say, a change set too large to read) could fail the same way at every
                 // call, so it is answered below under a fresh token.
@@ -235,14 +231,19 @@ async fn answer(socket: &Path, worktree: &Path, token: &str) -> Answer {
         },
         Ok(None) => unknown(token),
         Err(status) => {
-            eprintln!(
-                "wfdb fsmonitor-hook: {} ({:?}); git checks every file",
-                status.message(),
-                status.code()
-            );
+            report_failure(&status);
             unknown(token)
         }
     }
+}
+
+/// One line on standard error (git shows it) saying why this answer is `/`.
+fn report_failure(status: &tonic::Status) {
+    eprintln!(
+        "wfdb fsmonitor-hook: {} ({:?}); git checks every file",
+        status.message(),
+        status.code()
+    );
 }
 
 /// What changed in the worktree since one of our tokens: one synced `Changes` call. `None`
