@@ -524,6 +524,8 @@ pub async fn changes(
             since_clock: since.unwrap_or(0),
             instance_id: instance_id.unwrap_or_default(),
             unsynced: false,
+            with_folders: false,
+            empty_on_fresh_instance: false,
         })
         .await?
         .into_inner();

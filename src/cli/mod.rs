@@ -4,6 +4,7 @@ mod catalog;
 mod completions;
 mod config;
 mod doctor;
+mod fsmonitor;
 mod graph;
 mod logging;
 mod manual;
@@ -150,6 +151,29 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Answer git's fsmonitor hook (protocol version 2) from the daemon's clocks, so
+    /// `git status` looks only at what changed.
+    ///
+    /// Set up once per repository (with a daemon watching it, or a folder above it):
+    ///
+    ///     git config core.fsmonitor 'wfdb fsmonitor-hook'
+    ///     git config core.untrackedCache true
+    ///
+    /// git then runs `wfdb fsmonitor-hook 2 TOKEN` from the top of the worktree. The answer is
+    /// a new token and every path changed since TOKEN (folders that came or went end with
+    /// `/`), each followed by a NUL. When it cannot be exact (no daemon, no watched root
+    /// holding the whole worktree, a token from another tool or another database) the answer
+    /// is `/`: git then checks every file itself, as without the hook. Pass --socket in the
+    /// config command if the daemon does not use the default socket.
+    #[command(verbatim_doc_comment)]
+    FsmonitorHook {
+        /// The hook protocol version git asks for: only 2 is spoken (for anything else the hook
+        /// exits 1 and git checks every file).
+        version: String,
+        /// The token git kept from the previous answer.
+        #[arg(default_value = "", allow_hyphen_values = true)]
+        token: String,
+    },
     /// Agents: register, find, remove, metrics, leases.
     #[command(subcommand)]
     Agent(registry::AgentCmd),
@@ -235,6 +259,12 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map_err(Into::into)
         }
         Command::Man { dir } => man(dir, &out),
+        Command::FsmonitorHook { version, token } => {
+            match config::client_socket(socket, config_file) {
+                Ok(socket) => return fsmonitor::run(&socket, &version, &token).await,
+                Err(e) => Err(e),
+            }
+        }
         Command::Doctor(args) => {
             match config::settings(&config::ServeArgs::default(), socket, config_file) {
                 Ok(s) => doctor::run(args, &s.socket, s.db, &out).await,
@@ -356,7 +386,8 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
         | Command::Config(_)
         | Command::Doctor(_)
         | Command::Completions { .. }
-        | Command::Man { .. } => {
+        | Command::Man { .. }
+        | Command::FsmonitorHook { .. } => {
             unreachable!("handled before connecting")
         }
         Command::Status { root } => catalog::status(channel, root, &out).await,

@@ -346,10 +346,15 @@ impl proto::catalog_server::Catalog for CatalogService {
         let instance = self.state.store.instance_id().to_string();
         let since = req.since_clock;
         let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let answer = tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(store_status)?;
+        let wanted = Wanted {
+            folders: req.with_folders,
+            files_when_fresh: !req.empty_on_fresh_instance,
+        };
+        let answer =
+            tokio::task::spawn_blocking(move || changes_since(&root, since, foreign, wanted))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(store_status)?;
         Ok(Response::new(proto::ChangesResponse {
             instance_id: instance,
             ..answer
@@ -378,11 +383,12 @@ impl proto::catalog_server::Catalog for CatalogService {
                 let filter = filter.clone();
                 let instance = instance.clone();
                 async move {
-                    let answer =
-                        tokio::task::spawn_blocking(move || changes_since(&root, since, foreign))
-                            .await
-                            .map_err(|e| Status::internal(e.to_string()))?
-                            .map_err(store_status)?;
+                    let answer = tokio::task::spawn_blocking(move || {
+                        changes_since(&root, since, foreign, Wanted::default())
+                    })
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(store_status)?;
                     Ok::<_, Status>(proto::ChangeBatch {
                         root: answer.root,
                         clock: answer.clock,
@@ -565,20 +571,55 @@ fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
         })
 }
 
-/// Files changed and removed after `since`. A clock that cannot be answered exactly gets every
-/// file, with `fresh_instance`.
+/// What a `changes_since` answer holds beyond files changed and removed.
+#[derive(Clone, Copy)]
+struct Wanted {
+    /// The folders that may have appeared or vanished.
+    folders: bool,
+    /// Every file when the clock cannot be answered exactly.
+    files_when_fresh: bool,
+}
+
+impl Default for Wanted {
+    fn default() -> Self {
+        Wanted {
+            folders: false,
+            files_when_fresh: true,
+        }
+    }
+}
+
+/// Files changed and removed after `since`, with what else is `wanted`. A clock that cannot be
+/// answered exactly (another instance, the future, older than the kept tombstones) gets every
+/// file (unless not wanted), with `fresh_instance`.
 fn changes_since(
     root: &Root,
     since: u64,
     foreign: bool,
+    wanted: Wanted,
 ) -> Result<proto::ChangesResponse, crate::store::StoreError> {
     let clock = root.store.meta()?.clock;
     // A clock from another instance, from the future, or older than the kept tombstones cannot
     // be answered exactly: list everything (and no removals), flagged as a fresh instance.
     // Clock 0 means "everything".
     let exact = !foreign && root.store.can_answer_since(since)?;
-    let (records, removed) = root.store.changed_since(if exact { since } else { 0 })?;
+    let (records, removed) = if exact || wanted.files_when_fresh {
+        root.store.changed_since(if exact { since } else { 0 })?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let folders = if wanted.folders && exact {
+        let paths = records.iter().map(|r| &r.path).chain(removed.iter());
+        root.store.folders_changed_since(since, paths)?
+    } else {
+        Vec::new()
+    };
     let changed = records.iter().map(file_info).collect();
+    let removed_path_bytes = if removed.iter().any(|p| p.as_str().is_none()) {
+        removed.iter().map(|p| p.as_bytes().to_vec()).collect()
+    } else {
+        Vec::new()
+    };
     let removed = removed.iter().map(RelPath::to_lossy).collect();
     Ok(proto::ChangesResponse {
         root: root.path.display().to_string(),
@@ -587,5 +628,7 @@ fn changes_since(
         fresh_instance: !exact,
         changed,
         removed,
+        removed_path_bytes,
+        folders,
     })
 }

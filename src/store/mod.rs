@@ -22,6 +22,11 @@ const TOMBSTONE_PREFIX: &[u8] = b"t/";
 const ROOT_META_KEY: &[u8] = b"m";
 /// The highest clock of a tombstone pruned by retention: clocks before it cannot be answered.
 const PRUNED_THROUGH_KEY: &[u8] = b"p";
+/// The clock index: `c/<clock, 8 bytes big-endian><path>` for every record and tombstone
+/// written after the clock stored under [`CLOCK_INDEX_FROM_KEY`], so "what changed after a
+/// clock" reads only what changed.
+const CLOCK_INDEX_PREFIX: &[u8] = b"c/";
+const CLOCK_INDEX_FROM_KEY: &[u8] = b"i";
 const META_SCHEMA: &[u8] = b"schema";
 const META_INSTANCE: &[u8] = b"instance_id";
 const META_ROOTS: &[u8] = b"roots";
@@ -352,6 +357,10 @@ fn tombstone_key(path: &RelPath) -> Vec<u8> {
     [TOMBSTONE_PREFIX, path.as_bytes()].concat()
 }
 
+fn clock_key(clock: u64, path: &RelPath) -> Vec<u8> {
+    [CLOCK_INDEX_PREFIX, &clock.to_be_bytes(), path.as_bytes()].concat()
+}
+
 /// The records of one root.
 #[derive(Clone)]
 pub struct RootStore {
@@ -491,7 +500,17 @@ impl RootStore {
     /// clock: a reconcile streams its records with this, then seals them with [`RootStore::commit`].
     pub fn put_records(&self, records: &mut [FileRecord], clock: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
+        // A root's first index is not put in the clock index (it would cost a key per file,
+        // and nothing asks what changed since before it): the index starts after it.
+        let current = self.meta()?.clock;
+        let indexed = current > 0;
+        if indexed {
+            self.start_clock_index(&mut batch, current)?;
+        }
         for rec in records.iter_mut() {
+            if indexed {
+                self.index_change(&mut batch, &rec.path, clock)?;
+            }
             rec.clock = clock;
             batch.insert(file_key(&rec.path), encode(rec)?);
             batch.remove(tombstone_key(&rec.path));
@@ -511,8 +530,18 @@ impl RootStore {
     ) -> Result<()> {
         let mut meta = self.meta()?;
         let mut batch = sled::Batch::default();
+        let first_index = meta.clock == 0;
+        if first_index {
+            batch.insert(CLOCK_INDEX_FROM_KEY, encode(&clock)?);
+        } else {
+            self.start_clock_index(&mut batch, meta.clock)?;
+        }
         for (path, component) in recomponent {
             if let Some(mut rec) = self.get(path)? {
+                if !first_index {
+                    batch.remove(clock_key(rec.clock, path));
+                    batch.insert(clock_key(clock, path), &[][..]);
+                }
                 rec.component = component.clone();
                 rec.clock = clock;
                 batch.insert(file_key(path), encode(&rec)?);
@@ -520,6 +549,9 @@ impl RootStore {
         }
         let mark = encode(&Tombstone::now(clock))?;
         for path in removed {
+            if !first_index {
+                self.index_change(&mut batch, path, clock)?;
+            }
             batch.remove(file_key(path));
             batch.insert(tombstone_key(path), mark.clone());
         }
@@ -533,8 +565,16 @@ impl RootStore {
     }
 
     /// What changed after `clock`: the records written since (added or modified), and the
-    /// paths removed since, sorted. With `clock` 0, every record and no removal.
+    /// paths removed since, both sorted by path. With `clock` 0, every record and no removal.
+    /// Reads only the changes when the clock index covers `clock`, else every record.
     pub fn changed_since(&self, clock: u64) -> Result<(Vec<FileRecord>, Vec<RelPath>)> {
+        match self.clock_index_from()? {
+            Some(from) if clock > 0 && clock >= from => self.changed_since_indexed(clock),
+            _ => self.changed_since_scan(clock),
+        }
+    }
+
+    fn changed_since_scan(&self, clock: u64) -> Result<(Vec<FileRecord>, Vec<RelPath>)> {
         let mut changed = Vec::new();
         for rec in self.files_under(None) {
             let rec = rec?;
@@ -588,6 +628,9 @@ impl RootStore {
                 batch.insert(key, encode(&Tombstone::now(mark.clock))?);
                 touched = true;
             } else if mark.removed_ms < cutoff_ms {
+                if let Ok(path) = RelPath::parse(&key[TOMBSTONE_PREFIX.len()..]) {
+                    batch.remove(clock_key(mark.clock, &path));
+                }
                 batch.remove(key);
                 pruned.removed += 1;
                 pruned.through = pruned.through.max(mark.clock);
@@ -600,6 +643,121 @@ impl RootStore {
             self.tree.apply_batch(batch)?;
         }
         Ok(pruned)
+    }
+
+    fn changed_since_indexed(&self, clock: u64) -> Result<(Vec<FileRecord>, Vec<RelPath>)> {
+        let start = [CLOCK_INDEX_PREFIX, &clock.saturating_add(1).to_be_bytes()].concat();
+        let mut paths = std::collections::BTreeSet::new();
+        for item in self.tree.range(start..) {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(CLOCK_INDEX_PREFIX) else {
+                break;
+            };
+            if let Ok(path) = RelPath::parse(rest.get(8..).unwrap_or_default()) {
+                paths.insert(path);
+            }
+        }
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        // An entry may be stale (the path changed again since): the record or tombstone
+        // itself says whether and how it changed after `clock`.
+        for path in paths {
+            if let Some(v) = self.tree.get(file_key(&path))? {
+                let rec: FileRecord = decode(&v)?;
+                if rec.clock > clock {
+                    changed.push(rec);
+                }
+            } else if let Some(v) = self.tree.get(tombstone_key(&path))? {
+                let at = Tombstone::decode(&v)?.clock;
+                if at > clock {
+                    removed.push(path);
+                }
+            }
+        }
+        Ok((changed, removed))
+    }
+
+    /// The clock after which every change is in the clock index (`None`: no index yet, as
+    /// in a database written before there was one).
+    fn clock_index_from(&self) -> Result<Option<u64>> {
+        match self.tree.get(CLOCK_INDEX_FROM_KEY)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts the clock index after `clock` in `batch` if there is none yet.
+    fn start_clock_index(&self, batch: &mut sled::Batch, clock: u64) -> Result<()> {
+        if self.clock_index_from()?.is_none() {
+            batch.insert(CLOCK_INDEX_FROM_KEY, encode(&clock)?);
+        }
+        Ok(())
+    }
+
+    /// In `batch`: moves `path`'s clock-index entry to `clock`, dropping the entry of its
+    /// current record or tombstone, so the index holds one entry per path.
+    fn index_change(&self, batch: &mut sled::Batch, path: &RelPath, clock: u64) -> Result<()> {
+        let current = match self.tree.get(file_key(path))? {
+            Some(v) => Some(decode::<FileRecord>(&v)?.clock),
+            None => match self.tree.get(tombstone_key(path))? {
+                Some(v) => Some(Tombstone::decode(&v)?.clock),
+                None => None,
+            },
+        };
+        if let Some(old) = current {
+            batch.remove(clock_key(old, path));
+        }
+        batch.insert(clock_key(clock, path), &[][..]);
+        Ok(())
+    }
+
+    /// The folders that may have appeared or vanished after `clock`, among the ancestors of
+    /// `paths` (changed and removed paths), sorted: each one that holds no record unchanged
+    /// since `clock`. A folder that holds such a record existed then and exists now; any other
+    /// may be new or gone (or merely emptied and refilled, which costs a caller only a look).
+    pub fn folders_changed_since<'a>(
+        &self,
+        clock: u64,
+        paths: impl IntoIterator<Item = &'a RelPath>,
+    ) -> Result<Vec<Vec<u8>>> {
+        // Whether each folder looked at holds an old record. A folder that does makes every
+        // folder above it do too, so the walk up from a path stops there.
+        let mut holds_old: HashMap<Vec<u8>, bool> = HashMap::new();
+        for path in paths {
+            for dir in path.ancestors() {
+                let old = match holds_old.get(dir) {
+                    Some(known) => *known,
+                    None => {
+                        let old = self.holds_record_at_or_before(dir, clock)?;
+                        holds_old.insert(dir.to_vec(), old);
+                        old
+                    }
+                };
+                if old {
+                    break;
+                }
+            }
+        }
+        let mut folders: Vec<Vec<u8>> = holds_old
+            .into_iter()
+            .filter(|(_, old)| !old)
+            .map(|(dir, _)| dir)
+            .collect();
+        folders.sort();
+        Ok(folders)
+    }
+
+    /// Whether some record under folder `dir` was last changed at or before `clock`.
+    fn holds_record_at_or_before(&self, dir: &[u8], clock: u64) -> Result<bool> {
+        let prefix = [FILE_PREFIX, dir, b"/"].concat();
+        for item in self.tree.scan_prefix(prefix) {
+            let (_, value) = item?;
+            let rec: FileRecord = decode(&value)?;
+            if rec.clock <= clock {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Paths removed after `clock`, with the clock of their removal.
@@ -623,15 +781,18 @@ impl RootStore {
         let mut meta = self.meta()?;
         let mut batch = sled::Batch::default();
         if !changes.is_empty() {
+            self.start_clock_index(&mut batch, meta.clock)?;
             meta.clock += 1;
         }
         for rec in changes.upserts.iter_mut() {
+            self.index_change(&mut batch, &rec.path, meta.clock)?;
             rec.clock = meta.clock;
             batch.insert(file_key(&rec.path), encode(rec)?);
             batch.remove(tombstone_key(&rec.path));
         }
         let mark = encode(&Tombstone::now(meta.clock))?;
         for path in &changes.removed {
+            self.index_change(&mut batch, path, meta.clock)?;
             batch.remove(file_key(path));
             batch.insert(tombstone_key(path), mark.clone());
         }
@@ -718,6 +879,8 @@ mod tests {
             !root.can_answer_since(3).unwrap(),
             "a clock from the future"
         );
+        let indexed = |root: &RootStore| root.tree.scan_prefix(CLOCK_INDEX_PREFIX).count();
+        assert!(indexed(&root) >= 1, "removals are in the clock index");
         // Nothing is older than a cutoff in the past.
         let p = root.prune_tombstones(0).unwrap();
         assert_eq!(
@@ -737,6 +900,11 @@ mod tests {
             }
         );
         assert!(root.tombstones_since(0).unwrap().is_empty());
+        assert_eq!(
+            indexed(&root),
+            0,
+            "pruned removals leave the clock index too"
+        );
         assert!(!root.can_answer_since(1).unwrap());
         assert!(root.can_answer_since(2).unwrap());
         assert!(
@@ -794,6 +962,134 @@ mod tests {
         let (changed, removed) = root.changed_since(0).unwrap();
         assert_eq!(changed.len(), 2);
         assert!(removed.is_empty());
+    }
+
+    #[test]
+    fn folders_changed_since_are_those_without_an_unchanged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        let p = |s: &str| RelPath::parse(s.as_bytes()).unwrap();
+        let before = root
+            .apply(
+                ChangeSet {
+                    upserts: vec![
+                        rec("old/keep"),
+                        rec("old/edit"),
+                        rec("gone/x"),
+                        rec("a/b/y"),
+                    ],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        root.apply(
+            ChangeSet {
+                upserts: vec![rec("old/edit"), rec("new/sub/z"), rec("old/fresh/w")],
+                removed: vec![p("gone/x"), p("a/b/y")],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let (changed, removed) = root.changed_since(before).unwrap();
+        let paths: Vec<RelPath> = changed.into_iter().map(|r| r.path).chain(removed).collect();
+        let folders = root.folders_changed_since(before, &paths).unwrap();
+        let shown: Vec<String> = folders
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        // "old" still holds "old/keep", unchanged: it existed before and exists now. Everything
+        // else named may have come or gone.
+        assert_eq!(
+            shown,
+            vec!["a", "a/b", "gone", "new", "new/sub", "old/fresh"]
+        );
+        // Nothing changed since the current clock: no folder.
+        let now = root.meta().unwrap().clock;
+        assert!(root.folders_changed_since(now, &[]).unwrap().is_empty());
+    }
+
+    /// Asserts that the clock index answers "what changed after" exactly as a scan of every
+    /// record does, for every clock up to the current one.
+    fn assert_index_matches_scan(root: &RootStore) {
+        let now = root.meta().unwrap().clock;
+        for since in 0..=now + 1 {
+            let paths = |(changed, removed): (Vec<FileRecord>, Vec<RelPath>)| {
+                let changed: Vec<(String, u64)> = changed
+                    .into_iter()
+                    .map(|r| (r.path.to_lossy(), r.clock))
+                    .collect();
+                (changed, removed)
+            };
+            assert_eq!(
+                paths(root.changed_since(since).unwrap()),
+                paths(root.changed_since_scan(since).unwrap()),
+                "since {since}"
+            );
+        }
+    }
+
+    #[test]
+    fn clock_index_answers_like_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        let p = |s: &str| RelPath::parse(s.as_bytes()).unwrap();
+        // A first index, as a reconcile writes it: not indexed, the index starts after it.
+        root.put_records(&mut [rec("a"), rec("b"), rec("d/c")], 1)
+            .unwrap();
+        root.commit(1, &[], &[], None).unwrap();
+        assert_eq!(root.clock_index_from().unwrap(), Some(1));
+        // Events: a change, an addition, a removal, then the removed file again.
+        for changes in [
+            ChangeSet {
+                upserts: vec![rec("a"), rec("e")],
+                ..Default::default()
+            },
+            ChangeSet {
+                removed: vec![p("b")],
+                ..Default::default()
+            },
+            ChangeSet {
+                upserts: vec![rec("b"), rec("a")],
+                ..Default::default()
+            },
+        ] {
+            root.apply(changes, None).unwrap();
+        }
+        // A later reconcile: records put, then a removal and a component change committed.
+        let clock = root.meta().unwrap().clock + 1;
+        root.put_records(&mut [rec("f"), rec("a")], clock).unwrap();
+        root.commit(clock, &[p("e")], &[(p("d/c"), "d".into())], None)
+            .unwrap();
+        assert_index_matches_scan(&root);
+        // One entry per path: re-changed paths left no stale entries behind.
+        let entries = root.tree.scan_prefix(CLOCK_INDEX_PREFIX).count();
+        assert_eq!(entries, 5, "a, b, d/c, e (tombstone), f");
+
+        // A database from before the index: scans until its first write starts one.
+        root.tree.remove(CLOCK_INDEX_FROM_KEY).unwrap();
+        for item in root.tree.scan_prefix(CLOCK_INDEX_PREFIX) {
+            root.tree.remove(item.unwrap().0).unwrap();
+        }
+        assert_index_matches_scan(&root);
+        let before = root.meta().unwrap().clock;
+        root.apply(
+            ChangeSet {
+                upserts: vec![rec("g")],
+                removed: vec![p("f")],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(root.clock_index_from().unwrap(), Some(before));
+        assert_index_matches_scan(&root);
+        let (changed, removed) = root.changed_since_indexed(before).unwrap();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(removed, vec![p("f")]);
     }
 
     #[test]
