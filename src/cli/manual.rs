@@ -408,7 +408,7 @@ mod tests {
         assert!(verbs.len() > 20, "{verbs:?}");
         for verb in verbs {
             assert!(
-                page.contains(&format!("wfdb\\-{verb}(1)")),
+                page.contains(&format!("wfdb\\-{}(1)", verb.replace('-', "\\-"))),
                 "{verb} missing"
             );
         }
