@@ -16,6 +16,11 @@ pub use scan::{
 
 use crate::paths::RelPath;
 
+/// The stored record heads of a root, by path. Keys are paths of our own tree, so a fast
+/// non-keyed hash is safe here; SipHash made a warm restart spend more time hashing paths
+/// than comparing stat fingerprints.
+pub type Heads = std::collections::HashMap<RelPath, RecordHead, fxhash::FxBuildHasher>;
+
 /// What one batch changes in a root's catalog.
 #[derive(Debug, Default)]
 pub struct ChangeSet {

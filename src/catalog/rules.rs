@@ -172,13 +172,21 @@ impl IgnoreRules {
 
     /// Whether `path` (inside the folder whose layer is `layer`) is left out of the catalog.
     pub fn is_ignored(&self, layer: &Layer, path: &Path, is_dir: bool) -> bool {
-        if path.file_name().is_some_and(|n| n == ".git") {
+        use std::os::unix::ffi::OsStrExt;
+        // Byte comparisons: these run for every entry of a walk, and `Path` equality and
+        // `file_name` parse components.
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.ends_with(b"/.git") || bytes == b".git" {
             return true;
         }
-        if self.exclude.iter().any(|x| x == path) {
+        if self
+            .exclude
+            .iter()
+            .any(|x| x.as_os_str() == path.as_os_str())
+        {
             return true;
         }
-        if self.globs.matched(path, is_dir).is_ignore() {
+        if !self.globs.is_empty() && self.globs.matched(path, is_dir).is_ignore() {
             return true;
         }
         // Precedence as in ripgrep: .ignore files over .gitignore files over info/exclude;

@@ -3,7 +3,7 @@
 //! and a parallel hash of only the entries that differ, streaming records to a sink as they are
 //! made (so the store writes while hashing goes on).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::classify::{classify, component_of, manifest_dirs};
 use super::hash::{hash_file, HashError};
-use super::record::{FileKind, FileRecord, Fingerprint, Purpose, RecordHead};
+use super::record::{FileKind, FileRecord, Fingerprint, Purpose};
 use super::rules::{IgnoreRules, Layer};
 use crate::paths::RelPath;
 
@@ -204,7 +204,7 @@ fn list_dir(rules: &IgnoreRules, job: DirJob, local: &mut Walked) -> Vec<DirJob>
                 let name = entry.file_name();
                 has_gitignore |= name == ".gitignore";
                 has_dot_ignore |= name == ".ignore";
-                listing.push(entry);
+                listing.push((entry, name));
             }
             Err(e) => {
                 local.errors += 1;
@@ -216,8 +216,9 @@ fn list_dir(rules: &IgnoreRules, job: DirJob, local: &mut Walked) -> Vec<DirJob>
     let matching = rules.has_patterns(&layer);
     let excluded = rules.excluded_names_in(&dir);
     let mut subdirs = Vec::new();
-    for entry in listing {
-        let name = entry.file_name();
+    // One buffer for the absolute path of each entry the ignore rules look at.
+    let mut full = dir.clone();
+    for (entry, name) in listing {
         if name == ".git" || excluded.iter().any(|x| *x == name) {
             continue;
         }
@@ -225,8 +226,13 @@ fn list_dir(rules: &IgnoreRules, job: DirJob, local: &mut Walked) -> Vec<DirJob>
             continue;
         };
         let is_dir = file_type.is_dir();
-        if matching && rules.is_ignored(&layer, &dir.join(&name), is_dir) {
-            continue;
+        if matching {
+            full.push(&name);
+            let ignored = rules.is_ignored(&layer, &full, is_dir);
+            full.pop();
+            if ignored {
+                continue;
+            }
         }
         let rel = RelPath::child(rel_dir.as_ref(), name.as_bytes());
         if is_dir {
@@ -333,7 +339,7 @@ pub struct Plan {
 /// start (`previous_started_ns`); otherwise it is hashed ("racily clean" files included).
 pub fn plan(
     walked: &Walked,
-    previous: &HashMap<RelPath, RecordHead>,
+    previous: &crate::catalog::Heads,
     previous_started_ns: Option<i64>,
 ) -> Plan {
     let racy_cutoff = previous_started_ns
@@ -419,7 +425,7 @@ pub struct HashCounts {
 pub fn hash_all(
     root: &Path,
     work: &[WalkEntry],
-    previous: &HashMap<RelPath, RecordHead>,
+    previous: &crate::catalog::Heads,
     manifest_dirs: &HashSet<Vec<u8>>,
     opts: &WalkOptions,
     progress: &ScanProgress,
@@ -564,6 +570,7 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::RecordHead;
 
     fn entry(path: &str, mtime_ns: i64) -> WalkEntry {
         WalkEntry {
@@ -597,7 +604,7 @@ mod tests {
             entry("locked/x", 10),
             entry("gone", 10),
         ];
-        let previous: HashMap<RelPath, RecordHead> =
+        let previous: crate::catalog::Heads =
             old.iter().map(|e| (e.path.clone(), head(e))).collect();
         let mut changed = entry("b", 20);
         changed.fingerprint.size = 2;
@@ -632,7 +639,7 @@ mod tests {
             entry("repo/pkg/src/lib.rs", 10),
             entry("repo/notes.txt", 10),
         ];
-        let previous: HashMap<RelPath, RecordHead> =
+        let previous: crate::catalog::Heads =
             old.iter().map(|e| (e.path.clone(), head(e))).collect();
         let walked = Walked {
             entries: vec![
@@ -680,7 +687,7 @@ mod tests {
             hash_all(
                 dir.path(),
                 &work,
-                &HashMap::new(),
+                &crate::catalog::Heads::default(),
                 &HashSet::new(),
                 &opts,
                 &progress,

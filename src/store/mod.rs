@@ -442,14 +442,14 @@ impl RootStore {
     /// far less than [`RootStore::load_all`]. Reads the clean-shutdown snapshot when there is
     /// one for the current clock, and consumes it: after a crash there is none and the records
     /// themselves are read.
-    pub fn load_heads(&self) -> Result<HashMap<RelPath, RecordHead>> {
+    pub fn load_heads(&self) -> Result<crate::catalog::Heads> {
         if let Some(heads) = self.take_heads_snapshot()? {
             return Ok(heads);
         }
         self.load_heads_from_records()
     }
 
-    fn take_heads_snapshot(&self) -> Result<Option<HashMap<RelPath, RecordHead>>> {
+    fn take_heads_snapshot(&self) -> Result<Option<crate::catalog::Heads>> {
         let bytes = match std::fs::read(&self.heads_snapshot) {
             Ok(b) => b,
             Err(_) => return Ok(None),
@@ -484,8 +484,8 @@ impl RootStore {
             })
     }
 
-    fn load_heads_from_records(&self) -> Result<HashMap<RelPath, RecordHead>> {
-        let mut map = HashMap::new();
+    fn load_heads_from_records(&self) -> Result<crate::catalog::Heads> {
+        let mut map = crate::catalog::Heads::default();
         for item in self.tree.scan_prefix(FILE_PREFIX) {
             let (key, value) = item?;
             let Ok(path) = RelPath::parse(&key[FILE_PREFIX.len()..]) else {
