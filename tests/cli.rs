@@ -223,6 +223,7 @@ async fn every_verb_honours_json() {
         (&["kg", "neighbors", "agent:codex"], 1),
         (&["kg", "related", "agent:codex"], 1),
         (&["kg", "lookup", "agent_files", "codex"], 3),
+        (&["config", "show"], 17),
     ];
     for (args, at_least) in lists {
         let lines = json(&s, args);
