@@ -914,7 +914,7 @@ mod tests {
         // The mark survives a reopen.
         drop(root);
         drop(store);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.root("r1").unwrap().pruned_through().unwrap(), 2);
     }
 
@@ -1107,7 +1107,7 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         drop(store);
-        match Store::open(dir.path(), 1 << 20) {
+        match unlocked(|| Store::open(dir.path(), 1 << 20)) {
             Err(StoreError::UnknownSchema { found: 99, .. }) => {}
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("opened a future schema"),
@@ -1140,17 +1140,17 @@ mod tests {
         // While a daemon holds it, inspect says so.
         assert!(matches!(Store::inspect(&db), Err(StoreError::Locked(_))));
         drop(store);
-        let info = Store::inspect(&db).unwrap().unwrap();
+        let info = unlocked(|| Store::inspect(&db)).unwrap().unwrap();
         assert_eq!(info.schema, Some(SCHEMA));
         assert_eq!(info.instance_id.as_deref(), Some(id.as_str()));
         assert_eq!(info.roots.len(), 1);
         // The lock was released: a daemon can open it right after.
-        let store = Store::open(&db, 1 << 20).unwrap();
+        let store = unlocked(|| Store::open(&db, 1 << 20)).unwrap();
         store.meta.insert(META_SCHEMA, &7u32.to_le_bytes()).unwrap();
         store.flush().unwrap();
         drop(store);
         assert!(matches!(
-            Store::inspect(&db),
+            unlocked(|| Store::inspect(&db)),
             Err(StoreError::UnknownSchema { found: 7, .. })
         ));
     }
@@ -1162,7 +1162,25 @@ mod tests {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
             store.set_roots(&[some_root()]).unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.roots().unwrap().len(), 1);
+    }
+
+    /// Opens a database just closed: sled's flusher thread may hold the lock a moment longer.
+    fn reopen(dir: &Path) -> Store {
+        unlocked(|| Store::open(dir, 1 << 20)).unwrap()
+    }
+
+    /// Runs `f` until the database it opens is no longer locked by a store just dropped.
+    fn unlocked<T>(f: impl Fn() -> Result<T>) -> Result<T> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match f() {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
     }
 }
