@@ -26,6 +26,9 @@ pub type Heads = std::collections::HashMap<RelPath, RecordHead, fxhash::FxBuildH
 pub struct ChangeSet {
     /// New or changed records (their clock is set when the change set is applied).
     pub upserts: Vec<FileRecord>,
+    /// For each upsert, the clock of the stored record it replaces (`None`: there was none),
+    /// when the caller read it anyway; empty when unknown. Saves the store a read per path.
+    pub replaced_clocks: Vec<Option<u64>>,
     pub removed: Vec<RelPath>,
     pub added: u64,
     pub modified: u64,

@@ -322,7 +322,8 @@ fn apply_events_blocking(
     let mut layers: HashMap<Vec<u8>, Option<Arc<Layer>>> = HashMap::new();
     let mut manifests: HashMap<Vec<u8>, bool> = HashMap::new();
     // New or changed records, each with whether it had a record before (added vs modified).
-    let mut upserts: BTreeMap<RelPath, (FileRecord, bool)> = BTreeMap::new();
+    // Each new record with the clock of the stored record it replaces (None: there was none).
+    let mut upserts: BTreeMap<RelPath, (FileRecord, Option<u64>)> = BTreeMap::new();
     let mut removed: BTreeSet<RelPath> = BTreeSet::new();
     let mut outcome = EventOutcome::default();
     let progress = ScanProgress::default();
@@ -444,7 +445,10 @@ fn apply_events_blocking(
                 }
             }
             removed.remove(&record.path);
-            upserts.insert(record.path.clone(), (record, stored.is_some()));
+            upserts.insert(
+                record.path.clone(),
+                (record, stored.as_ref().map(|s| s.clock)),
+            );
         }
     }
     for p in &removed {
@@ -460,7 +464,7 @@ fn apply_events_blocking(
     // A removal and an addition in one batch may be one file moved: read the removed records
     // before they are gone, to tell renames as such.
     let mut gone = Vec::new();
-    if !removed.is_empty() && upserts.values().any(|(_, existed)| !existed) {
+    if !removed.is_empty() && upserts.values().any(|(_, replaced)| replaced.is_none()) {
         for p in &removed {
             if let Some(rec) = root.store.get(p)? {
                 gone.push(rec);
@@ -469,6 +473,7 @@ fn apply_events_blocking(
     }
     let changes = catalog::ChangeSet {
         upserts: upserts.values().map(|(rec, _)| rec.clone()).collect(),
+        replaced_clocks: upserts.values().map(|(_, replaced)| *replaced).collect(),
         removed: removed.clone(),
         added: 0,
         modified: 0,
@@ -480,7 +485,8 @@ fn apply_events_blocking(
         removed,
         ..Default::default()
     };
-    for (mut rec, existed) in upserts.into_values() {
+    for (mut rec, replaced) in upserts.into_values() {
+        let existed = replaced.is_some();
         rec.clock = clock;
         if existed {
             batch.modified.push(rec);

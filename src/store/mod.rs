@@ -697,8 +697,28 @@ impl RootStore {
     /// In `batch`: moves `path`'s clock-index entry to `clock`, dropping the entry of its
     /// current record or tombstone, so the index holds one entry per path.
     fn index_change(&self, batch: &mut sled::Batch, path: &RelPath, clock: u64) -> Result<()> {
-        let current = match self.tree.get(file_key(path))? {
-            Some(v) => Some(decode::<FileRecord>(&v)?.clock),
+        self.index_change_known(batch, path, clock, None)
+    }
+
+    /// [`Self::index_change`], given what the caller knows of the record being replaced:
+    /// `Some(Some(c))` a record of clock `c`, `Some(None)` no record (a tombstone may be
+    /// there), `None` nothing known.
+    fn index_change_known(
+        &self,
+        batch: &mut sled::Batch,
+        path: &RelPath,
+        clock: u64,
+        replaced: Option<Option<u64>>,
+    ) -> Result<()> {
+        let record_clock = match replaced {
+            Some(known) => known,
+            None => match self.tree.get(file_key(path))? {
+                Some(v) => Some(decode::<FileRecord>(&v)?.clock),
+                None => None,
+            },
+        };
+        let current = match record_clock {
+            Some(c) => Some(c),
             None => match self.tree.get(tombstone_key(path))? {
                 Some(v) => Some(Tombstone::decode(&v)?.clock),
                 None => None,
@@ -784,8 +804,9 @@ impl RootStore {
             self.start_clock_index(&mut batch, meta.clock)?;
             meta.clock += 1;
         }
-        for rec in changes.upserts.iter_mut() {
-            self.index_change(&mut batch, &rec.path, meta.clock)?;
+        for (i, rec) in changes.upserts.iter_mut().enumerate() {
+            let replaced = changes.replaced_clocks.get(i).copied();
+            self.index_change_known(&mut batch, &rec.path, meta.clock, replaced)?;
             rec.clock = meta.clock;
             batch.insert(file_key(&rec.path), encode(rec)?);
             batch.remove(tombstone_key(&rec.path));
@@ -1052,8 +1073,11 @@ mod tests {
                 removed: vec![p("b")],
                 ..Default::default()
             },
+            // The caller says what each upsert replaces (as the event path does): b's
+            // tombstone must still leave the index, and a's entry move without a read.
             ChangeSet {
                 upserts: vec![rec("b"), rec("a")],
+                replaced_clocks: vec![None, Some(2)],
                 ..Default::default()
             },
         ] {
