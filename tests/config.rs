@@ -376,3 +376,70 @@ fn the_shipped_example_configuration_is_valid() {
     assert!(out.contains("/home/alice/src/project-a"), "{out}");
     assert!(out.contains("retention.tombstones   30d"), "{out}");
 }
+
+/// `auto` logs to the journal only when systemd says standard error is the journal
+/// (`JOURNAL_STREAM` naming its device and inode); without a journal socket the daemon says so
+/// and keeps logging to standard error.
+#[test]
+fn the_log_goes_to_the_journal_only_when_standard_error_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let journal_here = Path::new("/run/systemd/journal/socket").exists();
+    let run = |format: &str, journal_stream: Option<&dyn Fn(&std::fs::Metadata) -> String>| {
+        let dirs = Dirs::new();
+        let root = dirs.tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let log = dirs.tmp.path().join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(wfdb_bin());
+        cmd.args(["serve", "--log-format", format, "--db"])
+            .arg(&dirs.db)
+            .arg("--socket")
+            .arg(&dirs.socket)
+            .arg(&root)
+            .env("XDG_CONFIG_HOME", dirs.tmp.path())
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("INVOCATION_ID")
+            .env_remove("NOTIFY_SOCKET")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(stream) = journal_stream {
+            cmd.env("JOURNAL_STREAM", stream(&file.metadata().unwrap()));
+        }
+        let mut child = cmd.stderr(file).spawn().unwrap();
+        let deadline = std::time::Instant::now() + common::TIMEOUT;
+        while !dirs.socket.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "daemon exited early");
+            assert!(std::time::Instant::now() < deadline, "daemon not ready");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        common::signal(&child, libc::SIGTERM);
+        assert!(common::wait_timeout(&mut child, common::TIMEOUT).success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let to_journal = |text: &str| {
+        if journal_here {
+            !text.contains(" ready")
+        } else {
+            text.contains("cannot reach the journal") && text.contains(" ready")
+        }
+    };
+    let this_stream = |m: &std::fs::Metadata| format!("{}:{}", m.dev(), m.ino());
+    let other_stream = |m: &std::fs::Metadata| format!("{}:{}", m.dev(), m.ino() + 1);
+
+    let human = run("auto", None);
+    assert!(
+        human.contains(" ready") && !human.contains("journal"),
+        "{human}"
+    );
+    assert!(!human.starts_with('{'), "not JSON: {human}");
+    let inherited = run("auto", Some(&other_stream));
+    assert!(
+        inherited.contains(" ready") && !inherited.contains("journal"),
+        "{inherited}"
+    );
+    let journal = run("auto", Some(&this_stream));
+    assert!(to_journal(&journal), "{journal}");
+    let forced = run("journald", None);
+    assert!(to_journal(&forced), "{forced}");
+}
