@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[test]
+    fn hostile_files_are_refused_without_a_panic() {
+        for text in [
+            "watch.settle.x = 1\n",
+            "[watch.settle]\nx = 1\n",
+            "[[roots]]\npath = \"/a\"\n",
+            "= 1\n",
+            "db = \"\0\"\n",
+            "cache_mb = 99999999999999999999\n",
+            "cache_mb = 0x7fffffffffffffff\n",
+            "sync_timeout = nan\n",
+            "sync_timeout = inf\n",
+            "sync_timeout = -0.5\n",
+            "sync_timeout = 1e400\n",
+            "sync_timeout = \"99999999999999999999d\"\n",
+            "retention.tombstones = -1\n",
+            "ignore = [[\"a\"]]\n",
+            "log = { format = { nested = 1 } }\n",
+            "\u{feff}\u{202e}db = 1\n",
+        ] {
+            assert!(parse(text).is_err(), "accepted {text:?}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_give_line_and_column() {
         let e = error("db = \"/x\"\ndb = \"/y\"\n");
         assert!(e.starts_with("/etc/wfdb/config.toml:2:"), "{e}");
