@@ -359,9 +359,22 @@ async fn doctor_finds_what_is_wrong_and_says_how_to_fix_it() {
         let status = checks[name]["status"].as_str().unwrap();
         assert!(status == "ok" || status == "warn", "{name}: {report:#}");
     }
-    for name in ["socket", "daemon", "version", "database"] {
+    for name in ["config", "socket", "daemon", "version", "database"] {
         assert_eq!(checks[name]["status"], "ok", "{name}: {report:#}");
     }
+    // A refused configuration file is a failed check naming file, line and key; the other
+    // checks still run.
+    let bad = dirs.tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[watch]\nsetle = \"5ms\"\n").unwrap();
+    let (code, report, with_bad) =
+        doctor(&d.socket, &dirs.db, &["--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report:#}");
+    let finding = with_bad["config"]["finding"].as_str().unwrap();
+    assert!(
+        finding.contains(&format!("{}:2: unknown key `watch.setle`", bad.display())),
+        "{report:#}"
+    );
+    assert_eq!(with_bad["daemon"]["status"], "ok", "{report:#}");
     let db = &checks["database"]["details"];
     assert_eq!(db["open_in_daemon"], true);
     assert_eq!(db["instance_id"], instance.as_str());

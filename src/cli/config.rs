@@ -115,6 +115,23 @@ pub fn settings(
     Ok(config::load(&flags, config_file, &env)?)
 }
 
+/// Settings for `wfdb doctor`: the effective ones, or when the configuration is refused, the
+/// ones without the file, with the reason (doctor reports it as a failed check and goes on).
+pub fn settings_or_defaults(
+    socket: Option<&Path>,
+    config_file: Option<&Path>,
+) -> anyhow::Result<(Settings, Result<Option<PathBuf>, String>)> {
+    let env = Environment::from_process();
+    let flags = ServeArgs::default().flags(socket, &env)?;
+    match config::load(&flags, config_file, &env) {
+        Ok(s) => {
+            let file = s.config_file.clone();
+            Ok((s, Ok(file)))
+        }
+        Err(e) => Ok((Settings::resolve(&flags, &env, None)?, Err(e.to_string()))),
+    }
+}
+
 /// The socket a client connects to: `--socket`, `WFDB_SOCKET`, the file's `socket`, the default.
 pub fn client_socket(socket: Option<&Path>, config_file: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(s) = socket {

@@ -917,6 +917,25 @@ pub fn inotify_check(
     found.into_check("inotify", all_well).with_details(details)
 }
 
+/// The configuration file: read and valid, absent (defaults), or refused (and why).
+pub fn config_check(file: &Result<Option<PathBuf>, String>) -> Check {
+    match file {
+        Ok(Some(path)) => Check::new(
+            "config",
+            Level::Ok,
+            format!("{} is valid", path.display()),
+        ),
+        Ok(None) => Check::new(
+            "config",
+            Level::Ok,
+            "no configuration file: flags, WFDB_* variables and defaults apply",
+        ),
+        Err(why) => Check::new("config", Level::Fail, why.clone())
+            .fix("correct the file (the message names the line and key), then check it with `wfdb config show`; the daemon refuses to start with it")
+            .fix("the checks below use the settings without the file"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Running the checks
 
@@ -925,6 +944,7 @@ pub async fn run(
     args: DoctorArgs,
     socket: &Path,
     default_db: PathBuf,
+    config_file: Result<Option<PathBuf>, String>,
     out: &Output,
 ) -> anyhow::Result<()> {
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -936,6 +956,7 @@ pub async fn run(
         _ => None,
     };
     let mut checks = vec![
+        config_check(&config_file),
         socket_check(socket, &facts, uid),
         daemon_check(socket, &reach, facts.systemd_socket),
         version_check(stats.map(|s| s.version.as_str())),

@@ -265,12 +265,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Doctor(args) => {
-            match config::settings(&config::ServeArgs::default(), socket, config_file) {
-                Ok(s) => doctor::run(args, &s.socket, s.db, &out).await,
-                Err(e) => Err(e),
-            }
-        }
+        Command::Doctor(args) => match config::settings_or_defaults(socket, config_file) {
+            Ok((s, file)) => doctor::run(args, &s.socket, s.db, file, &out).await,
+            Err(e) => Err(e),
+        },
         other => match config::client_socket(socket, config_file) {
             Ok(socket) => client_command(other, &socket, cli.json).await,
             Err(e) => Err(e),
