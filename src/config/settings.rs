@@ -471,7 +471,7 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Environment {
         Environment::new(
-            "/work",
+            "/srv/code",
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
     }
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(s.poll_interval, secs(2));
         assert_eq!(s.origin("watch.poll_interval"), Origin::Default);
         assert_eq!(s.db, PathBuf::from("/h/.local/state/wfdb/db"));
-        assert_eq!(s.roots, vec![PathBuf::from("/work")]);
+        assert_eq!(s.roots, vec![PathBuf::from("/srv/code")]);
     }
 
     #[test]
@@ -579,6 +579,6 @@ mod tests {
         let mut flags = Flags::default();
         flags.paths("roots", &[PathBuf::from("repo")], &e);
         let s = Settings::resolve(&flags, &e, None).unwrap();
-        assert_eq!(s.roots, vec![PathBuf::from("/work/repo")]);
+        assert_eq!(s.roots, vec![PathBuf::from("/srv/code/repo")]);
     }
 }
