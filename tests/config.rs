@@ -443,3 +443,67 @@ fn the_log_goes_to_the_journal_only_when_standard_error_is_the_journal() {
     let forced = run("journald", None);
     assert!(to_journal(&forced), "{forced}");
 }
+
+/// Odd inputs: a database path that is not UTF-8 (valid on Linux) is taken as it is; a
+/// configuration "file" that is a folder, or not UTF-8, or unreadable, is refused by name.
+#[test]
+fn odd_paths_and_unreadable_files() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let raw = std::ffi::OsStr::from_bytes(b"/srv/caf\xe9/db");
+    let out = Command::new(wfdb_bin())
+        .args(["--json", "config", "show"])
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("WFDB_DB", raw)
+        .current_dir(home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["key"] == "db")
+        .unwrap();
+    assert_eq!(db["source"], "env WFDB_DB");
+    assert_eq!(db["value"], "/srv/caf\u{fffd}/db");
+
+    let folder = home.join("folder.toml");
+    std::fs::create_dir(&folder).unwrap();
+    let latin1 = home.join("latin1.toml");
+    std::fs::write(&latin1, b"db = \"caf\xe9\"\n").unwrap();
+    for file in [&folder, &latin1] {
+        let (code, _, err) = wfdb(
+            home,
+            &["--config", file.to_str().unwrap(), "config", "show"],
+            &[],
+        );
+        assert_ne!(code, 0);
+        assert!(
+            err.contains(&format!(
+                "cannot read the configuration file {}",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
+    if !common::is_root() {
+        let locked = home.join("locked.toml");
+        std::fs::write(&locked, "cache_mb = 8\n").unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
+        let (code, _, err) = wfdb(
+            home,
+            &["--config", locked.to_str().unwrap(), "config", "show"],
+            &[],
+        );
+        assert_ne!(code, 0);
+        assert!(err.contains("Permission denied"), "{err}");
+    }
+}

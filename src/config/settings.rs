@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::file::{ConfigFile, FileError};
 use super::locations::Environment;
-use super::values::{parse_str, Kind, LogFormat, PathBase, Value};
+use super::values::{parse_os, parse_str, Kind, LogFormat, PathBase, Value};
 
 /// One setting: its key in the file, its flag and its environment variables.
 #[derive(Debug)]
@@ -324,11 +324,7 @@ impl Settings {
                 .iter()
                 .find_map(|var| env.var(var).map(|t| (*var, t)))
             {
-                let text = text.to_str().ok_or_else(|| ConfigError::Env {
-                    var,
-                    message: "is not valid UTF-8".into(),
-                })?;
-                let value = parse_str(key.kind, text, &base)
+                let value = parse_os(key.kind, text, &base)
                     .map_err(|message| ConfigError::Env { var, message })?;
                 Entry {
                     key,

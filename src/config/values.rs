@@ -1,7 +1,9 @@
 //! The kinds of values a setting can hold, parsed the same way from flags, the environment and
 //! the configuration file, and shown the same way by `wfdb config show`.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,33 +135,52 @@ pub struct PathBase<'a> {
 }
 
 impl PathBase<'_> {
-    fn resolve(&self, s: &str) -> Result<PathBuf, String> {
-        if s.is_empty() {
+    /// Resolves a path as bytes: Linux paths need not be UTF-8.
+    fn resolve(&self, s: &OsStr) -> Result<PathBuf, String> {
+        let bytes = s.as_bytes();
+        if bytes.is_empty() {
             return Err("expected a path, got an empty string".into());
         }
-        if s.contains('\0') {
+        if bytes.contains(&0) {
             return Err("a path cannot contain NUL".into());
         }
-        if s == "~" || s.starts_with("~/") {
+        if bytes == b"~" || bytes.starts_with(b"~/") {
             let Some(home) = self.home else {
-                return Err(format!("cannot expand `{s}`: HOME is not set"));
+                return Err(format!(
+                    "cannot expand `{}`: HOME is not set",
+                    s.to_string_lossy()
+                ));
             };
-            return Ok(home.join(s.trim_start_matches('~').trim_start_matches('/')));
+            let rest = bytes[1..].strip_prefix(b"/").unwrap_or_default();
+            return Ok(home.join(OsStr::from_bytes(rest)));
         }
         Ok(self.dir.join(s))
+    }
+}
+
+/// Parses an environment value, which may be any bytes: paths are taken as they are,
+/// everything else must be UTF-8.
+pub fn parse_os(kind: Kind, s: &OsStr, base: &PathBase<'_>) -> Result<Value, String> {
+    match kind {
+        Kind::Path => base.resolve(s).map(Value::Path),
+        Kind::Paths => s
+            .as_bytes()
+            .split(|b| *b == b':')
+            .filter(|p| !p.is_empty())
+            .map(|p| base.resolve(OsStr::from_bytes(p)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Paths),
+        _ => match s.to_str() {
+            Some(text) => parse_str(kind, text, base),
+            None => Err("is not valid UTF-8".into()),
+        },
     }
 }
 
 /// Parses a flag or environment value (lists are comma-separated; paths colon-separated).
 pub fn parse_str(kind: Kind, s: &str, base: &PathBase<'_>) -> Result<Value, String> {
     match kind {
-        Kind::Path => base.resolve(s).map(Value::Path),
-        Kind::Paths => s
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(|p| base.resolve(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Paths),
+        Kind::Path | Kind::Paths => parse_os(kind, OsStr::new(s), base),
         Kind::Strings => Ok(Value::Strings(
             s.split(',')
                 .map(str::trim)
@@ -191,11 +212,11 @@ pub fn parse_toml(
     use toml::de::DeValue;
     let got = v.type_str();
     match (kind, v) {
-        (Kind::Path, DeValue::String(s)) => base.resolve(s).map(Value::Path),
+        (Kind::Path, DeValue::String(s)) => base.resolve(OsStr::new(s.as_ref())).map(Value::Path),
         (Kind::Paths, DeValue::Array(items)) => items
             .iter()
             .map(|item| match item.get_ref() {
-                DeValue::String(s) => base.resolve(s),
+                DeValue::String(s) => base.resolve(OsStr::new(s.as_ref())),
                 other => Err(format!(
                     "expected an array of path strings, found a {} in it",
                     other.type_str()
@@ -427,6 +448,27 @@ mod tests {
             home: None,
         };
         assert!(parse_str(Kind::Path, "~/x", &homeless).is_err());
+        // Paths from the environment may be any bytes; other values must be UTF-8.
+        let raw = <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+            b"/srv/caf\xe9:rel".to_vec(),
+        );
+        assert_eq!(
+            parse_os(Kind::Paths, &raw, &b),
+            Ok(Value::Paths(vec![
+                PathBuf::from(
+                    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                        b"/srv/caf\xe9".to_vec()
+                    )
+                ),
+                "/etc/wfdb/rel".into()
+            ]))
+        );
+        let bad =
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b"12\xff".to_vec());
+        assert_eq!(
+            parse_os(Kind::Int { min: 0, max: 99 }, &bad, &b),
+            Err("is not valid UTF-8".into())
+        );
         assert!(parse_str(Kind::Path, "", &b).is_err());
     }
 
