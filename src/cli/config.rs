@@ -70,10 +70,10 @@ impl ServeArgs {
         env: &Environment,
     ) -> Result<Flags, config::ConfigError> {
         let mut f = Flags::default();
-        f.paths("roots", &self.paths, env);
-        f.paths("db", self.db.as_slice(), env);
-        f.paths("socket", socket.map(Path::to_path_buf).as_slice(), env);
-        f.paths("token_file", self.token_file.as_slice(), env);
+        f.paths("roots", &self.paths, env)?;
+        f.paths("db", self.db.as_slice(), env)?;
+        f.paths("socket", socket.map(Path::to_path_buf).as_slice(), env)?;
+        f.paths("token_file", self.token_file.as_slice(), env)?;
         let texts = [
             ("listen", &self.listen),
             ("metrics", &self.metrics),
@@ -170,5 +170,44 @@ pub fn show(settings: &Settings, out: &Output) {
         .min(48);
     for (e, v) in settings.entries.iter().zip(values) {
         out.text(&format!("{:width$}  {v:vwidth$}  {}", e.key.name, e.origin));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_serve_flag_names_a_setting() {
+        let all = |v: &str| Some(v.to_string());
+        let args = ServeArgs {
+            paths: vec!["r".into()],
+            db: Some("db".into()),
+            listen: all("127.0.0.1:1"),
+            token_file: Some("t".into()),
+            metrics: all("127.0.0.1:2"),
+            ignore: vec!["*.log".into()],
+            cache_mb: all("8"),
+            sync_timeout: all("1s"),
+            max_watches: all("5"),
+            poll_interval: all("1s"),
+            settle: all("5ms"),
+            max_batch_delay: all("50ms"),
+            c_include: vec!["inc".into()],
+            tombstone_retention: all("1d"),
+            log_format: all("json"),
+            log_filter: all("debug"),
+        };
+        let env = Environment::new("/srv/code", [("HOME", "/home/u")]);
+        let s = Settings::resolve(
+            &args.flags(Some(Path::new("s.sock")), &env).unwrap(),
+            &env,
+            None,
+        )
+        .unwrap();
+        // Every setting has a flag, and every flag given above lands on its own setting.
+        for e in &s.entries {
+            assert_eq!(e.origin, config::Origin::Flag(e.key.flag), "{}", e.key.name);
+        }
     }
 }

@@ -214,6 +214,9 @@ pub enum ConfigError {
     Env { var: &'static str, message: String },
     #[error("{flag}: {message}")]
     Flag { flag: &'static str, message: String },
+    /// A caller named a setting that does not exist (a bug, reported rather than guessed at).
+    #[error("no setting is named `{0}`")]
+    UnknownSetting(String),
     #[error("`{key}` ({origin}) must not be less than `{other}` ({other_origin})")]
     Conflict {
         key: &'static str,
@@ -235,7 +238,7 @@ impl Flags {
         text: &str,
         env: &Environment,
     ) -> Result<(), ConfigError> {
-        let k = key_named(key);
+        let k = key_named(key)?;
         let home = env.home();
         let base = PathBase {
             dir: &env.cwd,
@@ -250,26 +253,33 @@ impl Flags {
     }
 
     /// Sets `key` to paths given on the command line (taken from the working folder).
-    pub fn paths(&mut self, key: &'static str, paths: &[PathBuf], env: &Environment) {
+    pub fn paths(
+        &mut self,
+        key: &'static str,
+        paths: &[PathBuf],
+        env: &Environment,
+    ) -> Result<(), ConfigError> {
         if paths.is_empty() {
-            return;
+            return Ok(());
         }
-        let k = key_named(key);
+        let k = key_named(key)?;
         let abs: Vec<PathBuf> = paths.iter().map(|p| env.cwd.join(p)).collect();
         let value = match k.kind {
             Kind::Path => match abs.into_iter().next() {
                 Some(p) => Value::Path(p),
-                None => return,
+                None => return Ok(()),
             },
             _ => Value::Paths(abs),
         };
         self.0.push((k.name, value));
+        Ok(())
     }
 }
 
-fn key_named(name: &str) -> &'static Key {
-    // The names passed here are literals of this crate's callers, checked by a unit test.
-    KEYS.iter().find(|k| k.name == name).unwrap_or(&KEYS[0])
+fn key_named(name: &str) -> Result<&'static Key, ConfigError> {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| ConfigError::UnknownSetting(name.to_string()))
 }
 
 /// The effective settings of the daemon, each with its origin.
@@ -480,7 +490,11 @@ mod tests {
     fn every_key_has_a_default_or_is_optional_and_a_unique_name_flag_and_variable() {
         let e = env(&[("HOME", "/home/a")]);
         for key in KEYS {
-            assert!(std::ptr::eq(key_named(key.name), key), "{}", key.name);
+            assert!(
+                std::ptr::eq(key_named(key.name).unwrap(), key),
+                "{}",
+                key.name
+            );
             let optional = matches!(key.name, "listen" | "token_file" | "metrics");
             assert_eq!(
                 default_of(key.name, &e) == Value::Unset,
@@ -573,7 +587,11 @@ mod tests {
         let s = Settings::resolve(&Flags::default(), &e, None).unwrap();
         assert!(s.roots.is_empty());
         let mut flags = Flags::default();
-        flags.paths("roots", &[PathBuf::from("repo")], &e);
+        flags.paths("roots", &[PathBuf::from("repo")], &e).unwrap();
+        assert!(matches!(
+            flags.text("watch.setle", "1s", &e),
+            Err(ConfigError::UnknownSetting(_))
+        ));
         let s = Settings::resolve(&flags, &e, None).unwrap();
         assert_eq!(s.roots, vec![PathBuf::from("/srv/code/repo")]);
     }
