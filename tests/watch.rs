@@ -208,17 +208,7 @@ async fn a_clock_from_before_a_restart_gets_exactly_what_changed() {
     std::fs::write(root.join("added.txt"), b"offline add").unwrap();
 
     let d = start(&dirs, &[root.as_os_str()]).await;
-    let changes = d
-        .catalog()
-        .await
-        .changes(proto::ChangesRequest {
-            since_clock: clock.clock,
-            instance_id: clock.instance_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let changes = d.changes(clock.clock, &clock.instance_id).await;
     assert!(!changes.fresh_instance);
     let mut changed: Vec<String> = changes.changed.iter().map(|f| f.path.clone()).collect();
     changed.sort();
@@ -226,17 +216,7 @@ async fn a_clock_from_before_a_restart_gets_exactly_what_changed() {
     assert_eq!(changes.removed, vec!["f3.txt"]);
     assert!(changes.clock > clock.clock);
     // Another instance's clock cannot be answered exactly.
-    let fresh = d
-        .catalog()
-        .await
-        .changes(proto::ChangesRequest {
-            since_clock: clock.clock,
-            instance_id: "someone-else".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fresh = d.changes(clock.clock, "someone-else").await;
     assert!(fresh.fresh_instance);
     assert_eq!(fresh.changed.len(), 10);
     assert!(d.stop().success());
@@ -260,44 +240,29 @@ async fn clocks_older_than_the_tombstone_retention_get_a_fresh_instance() {
         ],
     )
     .await;
-    let changes = |since: u64, instance: String| {
-        let d = &d;
-        async move {
-            d.catalog()
-                .await
-                .changes(proto::ChangesRequest {
-                    since_clock: since,
-                    instance_id: instance,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
-    let before = changes(0, String::new()).await;
+    let before = d.changes(0, "").await;
     std::fs::remove_file(root.join("f1.txt")).unwrap();
     assert_synced(&d, &root, &root.join("f1.txt")).await;
     // Exact until pruned (on a slow machine the pruning may already have happened).
-    let exact = changes(before.clock, before.instance_id.clone()).await;
+    let exact = d.changes(before.clock, &before.instance_id).await;
     if !exact.fresh_instance {
         assert_eq!(exact.removed, vec!["f1.txt"]);
     }
     // Once the removal is pruned, the old clock can no longer be answered exactly.
-    wait_until("the removal to be pruned", || {
-        let (clock, instance) = (before.clock, before.instance_id.clone());
-        let changes = &changes;
-        async move { changes(clock, instance).await.fresh_instance }
+    wait_until("the removal to be pruned", || async {
+        d.changes(before.clock, &before.instance_id)
+            .await
+            .fresh_instance
     })
     .await;
-    let fresh = changes(before.clock, before.instance_id.clone()).await;
+    let fresh = d.changes(before.clock, &before.instance_id).await;
     assert!(fresh.removed.is_empty());
     assert_eq!(fresh.changed.len(), 3, "a fresh instance lists every file");
     // A clock taken after the pruning is exact (a modification leaves no tombstone to prune,
     // so this holds however slow the machine).
     std::fs::write(root.join("f2.txt"), b"changed").unwrap();
     assert_synced(&d, &root, &root.join("f2.txt")).await;
-    let now = changes(fresh.clock, fresh.instance_id.clone()).await;
+    let now = d.changes(fresh.clock, &fresh.instance_id).await;
     assert!(!now.fresh_instance);
     let changed: Vec<&str> = now.changed.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(changed, vec!["f2.txt"]);
@@ -322,23 +287,8 @@ async fn moves_are_told_as_renames() {
     write_old(&root.join("dir/y.rs"), b"fn y() {}");
     write_old(&root.join("lib.rs"), b"fn l() {}");
     let d = start(&dirs, &[root.as_os_str()]).await;
-    let subscribe = |glob: &str| {
-        let d = &d;
-        let glob = glob.to_string();
-        async move {
-            d.catalog()
-                .await
-                .subscribe(proto::SubscribeRequest {
-                    glob,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
-    let mut all = subscribe("").await;
-    let mut rs = subscribe("*.rs").await;
+    let mut all = d.subscribe("").await;
+    let mut rs = d.subscribe("*.rs").await;
     // Collects batches until `want` renames were seen; returns (renames, added, removed).
     async fn until_renames(
         sub: &mut tonic::Streaming<proto::ChangeBatch>,
@@ -431,13 +381,7 @@ async fn queue_overflow_converges_and_subscribers_see_a_resync() {
     let root = dirs.tmp.path().join("tree");
     write_old(&root.join("start.txt"), b"start");
     let d = start(&dirs, &[root.as_os_str()]).await;
-    let mut sub = d
-        .catalog()
-        .await
-        .subscribe(proto::SubscribeRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut sub = d.subscribe("").await;
     // Stop the daemon so the kernel queue (16384 events by default) overflows.
     signal(&d.child, libc::SIGSTOP);
     let max_events: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
@@ -520,16 +464,7 @@ async fn subscriptions_filters_and_gitignore_edits() {
     write_old(&root.join("keep.rs"), b"fn a() {}");
     write_old(&root.join("notes.txt"), b"n");
     let d = start(&dirs, &[root.as_os_str()]).await;
-    let mut sub = d
-        .catalog()
-        .await
-        .subscribe(proto::SubscribeRequest {
-            glob: "*.rs".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut sub = d.subscribe("*.rs").await;
     std::fs::write(root.join("other.txt"), b"not matching").unwrap();
     std::fs::write(root.join("new.rs"), b"fn b() {}").unwrap();
     let batch = tokio::time::timeout(TIMEOUT, sub.message())
@@ -671,13 +606,7 @@ async fn a_checkout_storm_settles_into_few_batches() {
         .unwrap()
         .into_inner()
         .clock;
-    let mut sub = d
-        .catalog()
-        .await
-        .subscribe(proto::SubscribeRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut sub = d.subscribe("").await;
     // Rewrite every file as fast as a checkout would.
     for i in 0..n {
         std::fs::write(root.join(format!("m{}/f{i}.rs", i % 30)), format!("v2 {i}")).unwrap();

@@ -149,6 +149,33 @@ impl Daemon {
         AdminClient::new(self.channel().await)
     }
 
+    /// What changed in the only root after `since` (a clock of instance `instance`), synced.
+    pub async fn changes(&self, since: u64, instance: &str) -> proto::ChangesResponse {
+        self.catalog()
+            .await
+            .changes(proto::ChangesRequest {
+                since_clock: since,
+                instance_id: instance.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// A subscription to the only root's changes from now, with a glob filter ("": none).
+    pub async fn subscribe(&self, glob: &str) -> tonic::Streaming<proto::ChangeBatch> {
+        self.catalog()
+            .await
+            .subscribe(proto::SubscribeRequest {
+                glob: glob.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         signal(&self.child, libc::SIGTERM);
@@ -338,24 +365,33 @@ pub fn cli(socket: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The daemon's whole catalog and an independent walk of `root` (with the paths in `skip`
+/// known to be ignored), after asserting they hold the same paths.
+pub async fn catalog_and_disk(
+    d: &Daemon,
+    root: &Path,
+    skip: &[&str],
+) -> (BTreeMap<Vec<u8>, proto::FileInfo>, BTreeMap<Vec<u8>, Truth>) {
+    let got = list_all(d).await;
+    let truth = independent_walk(root, skip);
+    let shown = |m: Vec<&Vec<u8>>| -> Vec<String> {
+        m.into_iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    };
+    assert_eq!(
+        shown(got.keys().collect()),
+        shown(truth.keys().collect()),
+        "catalogued paths differ from the disk"
+    );
+    (got, truth)
+}
+
 /// Asserts that the daemon's whole catalog equals an independent walk of `root` (with the
 /// paths in `skip` known to be ignored): the same paths, and for each the same kind, size and
 /// SHA-256.
 pub async fn assert_catalog_matches_disk(d: &Daemon, root: &Path, skip: &[&str]) {
-    let got = list_all(d).await;
-    let truth = independent_walk(root, skip);
-    let got_paths: Vec<String> = got
-        .keys()
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
-    let want_paths: Vec<String> = truth
-        .keys()
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
-    assert_eq!(
-        got_paths, want_paths,
-        "catalogued paths differ from the disk"
-    );
+    let (got, truth) = catalog_and_disk(d, root, skip).await;
     for (path, t) in &truth {
         let f = &got[path];
         let shown = String::from_utf8_lossy(path);
