@@ -65,10 +65,16 @@ impl Root {
             }
         }
         let (files, bytes) = self.store.totals()?;
+        self.note_totals(clock, files, bytes);
+        Ok((files, bytes))
+    }
+
+    /// Remembers counts taken at `clock` by any full pass over the records (the Stats
+    /// listing counts them too), so [`Root::totals`] need not read them again.
+    pub fn note_totals(&self, clock: u64, files: u64, bytes: u64) {
         if !self.is_scanning() {
             *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = Some((clock, files, bytes));
         }
-        Ok((files, bytes))
     }
 
     /// Counters of the scan in progress (or of the last one).

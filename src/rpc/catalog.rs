@@ -545,6 +545,8 @@ pub fn root_stats(root: &Root) -> Result<proto::RootStats, crate::store::StoreEr
             .entry(rec.purpose.as_str().to_string())
             .or_default() += 1;
     }
+    // The metrics snapshot in the same Stats answer then reuses these counts.
+    root.note_totals(meta.clock, files, bytes);
     Ok(proto::RootStats {
         root: root.path.display().to_string(),
         root_id: root.id.clone(),
