@@ -77,6 +77,9 @@ pub fn pair_renames(removed: &[FileRecord], added: &[FileRecord]) -> Vec<(RelPat
             r.symlink_target.as_deref(),
         ))
     }
+    if removed.is_empty() || added.is_empty() {
+        return Vec::new();
+    }
     let mut gone: HashMap<_, Vec<&RelPath>> = HashMap::new();
     for r in removed {
         if let Some(id) = identity(r) {

@@ -320,7 +320,7 @@ fn apply_events_blocking(
     mut paths: Vec<PathBuf>,
     opts: &WalkOptions,
 ) -> Result<EventOutcome, DaemonError> {
-    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::collections::{BTreeMap, HashMap};
     paths.sort();
     paths.dedup();
     let n_paths = paths.len() as u64;
@@ -330,7 +330,9 @@ fn apply_events_blocking(
     // New or changed records, each with whether it had a record before (added vs modified).
     // Each new record with the clock of the stored record it replaces (None: there was none).
     let mut upserts: BTreeMap<RelPath, (FileRecord, Option<u64>)> = BTreeMap::new();
-    let mut removed: BTreeSet<RelPath> = BTreeSet::new();
+    // Stored records that are gone, kept whole: a rename is told by comparing them with the
+    // additions of the same batch.
+    let mut removed: BTreeMap<RelPath, FileRecord> = BTreeMap::new();
     let mut outcome = EventOutcome::default();
     let progress = ScanProgress::default();
     let never = AtomicBool::new(false);
@@ -339,9 +341,10 @@ fn apply_events_blocking(
     let racy_cutoff = catalog::scan::now_ns() - catalog::scan::COARSE_CLOCK_MARGIN_NS;
 
     let remove_under =
-        |rel: &RelPath, removed: &mut BTreeSet<RelPath>| -> Result<(), DaemonError> {
+        |rel: &RelPath, removed: &mut BTreeMap<RelPath, FileRecord>| -> Result<(), DaemonError> {
             for rec in root.store.files_under(Some(rel)) {
-                removed.insert(rec?.path);
+                let rec = rec?;
+                removed.insert(rec.path.clone(), rec);
             }
             Ok(())
         };
@@ -406,7 +409,7 @@ fn apply_events_blocking(
                     .iter()
                     .any(|d| rec.path.starts_with_dir(d.as_bytes()));
                 if !present.contains(&rec.path) && !under_unreadable {
-                    removed.insert(rec.path);
+                    removed.insert(rec.path.clone(), rec);
                 }
             }
             walked.entries
@@ -457,25 +460,15 @@ fn apply_events_blocking(
             );
         }
     }
-    for p in &removed {
+    for p in removed.keys() {
         upserts.remove(p);
     }
     // Every path in `removed` came from a stored record, so each is a real removal.
-    let removed: Vec<RelPath> = removed.into_iter().collect();
+    let (removed, gone): (Vec<RelPath>, Vec<FileRecord>) = removed.into_iter().unzip();
     outcome.paths = n_paths;
     outcome.hashed = counts;
     if upserts.is_empty() && removed.is_empty() {
         return Ok(outcome);
-    }
-    // A removal and an addition in one batch may be one file moved: read the removed records
-    // before they are gone, to tell renames as such.
-    let mut gone = Vec::new();
-    if !removed.is_empty() && upserts.values().any(|(_, replaced)| replaced.is_none()) {
-        for p in &removed {
-            if let Some(rec) = root.store.get(p)? {
-                gone.push(rec);
-            }
-        }
     }
     let changes = catalog::ChangeSet {
         upserts: upserts.values().map(|(rec, _)| rec.clone()).collect(),

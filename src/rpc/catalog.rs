@@ -478,12 +478,18 @@ impl proto::catalog_server::Catalog for CatalogService {
 /// An applied batch as a subscriber with `filter` sees it. A rename whose both ends pass the
 /// filter is told as a rename; with one end outside, as the addition or removal it looks like.
 fn live_batch(batch: &crate::catalog::ChangeBatch, filter: &FileFilter) -> proto::ChangeBatch {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     let mut renamed = Vec::new();
     let mut moved_from: HashSet<&RelPath> = HashSet::new();
     let mut moved_to: HashSet<&RelPath> = HashSet::new();
+    // A folder moved makes as many renames as additions: look each up, never scan.
+    let added: HashMap<&RelPath, &crate::catalog::FileRecord> = if batch.renamed.is_empty() {
+        HashMap::new()
+    } else {
+        batch.added.iter().map(|r| (&r.path, r)).collect()
+    };
     for (from, to) in &batch.renamed {
-        let Some(rec) = batch.added.iter().find(|r| &r.path == to) else {
+        let Some(rec) = added.get(to) else {
             continue;
         };
         if filter.matches_path(from) && filter.matches(rec) {
