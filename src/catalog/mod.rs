@@ -30,6 +30,9 @@ pub struct ChangeSet {
     /// when the caller read it anyway; empty when unknown. Saves the store a read per path.
     pub replaced_clocks: Vec<Option<u64>>,
     pub removed: Vec<RelPath>,
+    /// For each removal, the clock of the record it removes, when the caller read it; empty
+    /// when unknown.
+    pub removed_clocks: Vec<u64>,
     pub added: u64,
     pub modified: u64,
 }

@@ -474,6 +474,7 @@ fn apply_events_blocking(
         upserts: upserts.values().map(|(rec, _)| rec.clone()).collect(),
         replaced_clocks: upserts.values().map(|(_, replaced)| *replaced).collect(),
         removed: removed.clone(),
+        removed_clocks: gone.iter().map(|r| r.clock).collect(),
         added: 0,
         modified: 0,
     };

@@ -812,8 +812,9 @@ impl RootStore {
             batch.remove(tombstone_key(&rec.path));
         }
         let mark = encode(&Tombstone::now(meta.clock))?;
-        for path in &changes.removed {
-            self.index_change(&mut batch, path, meta.clock)?;
+        for (i, path) in changes.removed.iter().enumerate() {
+            let known = changes.removed_clocks.get(i).map(|c| Some(*c));
+            self.index_change_known(&mut batch, path, meta.clock, known)?;
             batch.remove(file_key(path));
             batch.insert(tombstone_key(path), mark.clone());
         }
@@ -1071,6 +1072,7 @@ mod tests {
             },
             ChangeSet {
                 removed: vec![p("b")],
+                removed_clocks: vec![1],
                 ..Default::default()
             },
             // The caller says what each upsert replaces (as the event path does): b's
