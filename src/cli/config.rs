@@ -209,5 +209,24 @@ mod tests {
         for e in &s.entries {
             assert_eq!(e.origin, config::Origin::Flag(e.key.flag), "{}", e.key.name);
         }
+        // ... and on its own typed field.
+        use std::time::Duration;
+        assert_eq!(s.roots, vec![PathBuf::from("/srv/code/r")]);
+        assert_eq!(s.db, PathBuf::from("/srv/code/db"));
+        assert_eq!(s.socket, PathBuf::from("/srv/code/s.sock"));
+        assert_eq!(s.listen, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(s.token_file, Some(PathBuf::from("/srv/code/t")));
+        assert_eq!(s.metrics, Some("127.0.0.1:2".parse().unwrap()));
+        assert_eq!(s.ignore, vec!["*.log"]);
+        assert_eq!(s.cache_mb, 8);
+        assert_eq!(s.sync_timeout, Duration::from_secs(1));
+        assert_eq!(s.max_watches, 5);
+        assert_eq!(s.poll_interval, Duration::from_secs(1));
+        assert_eq!(s.settle, Duration::from_millis(5));
+        assert_eq!(s.max_batch_delay, Duration::from_millis(50));
+        assert_eq!(s.c_include_paths, vec!["inc"]);
+        assert_eq!(s.tombstone_retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(s.log_format, config::LogFormat::Json);
+        assert_eq!(s.log_filter, "debug");
     }
 }
