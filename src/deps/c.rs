@@ -2,11 +2,8 @@
 //! `#include_next` and `#import`. Includes in every `#if` branch count. Comments (with line
 //! continuations), string and character literals and C++ raw strings are skipped.
 
+use super::lex::{is_ident_byte, skip_block_comment};
 use super::{Import, ImportKind};
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
-}
 
 pub fn extract(t: &[u8]) -> Vec<Import> {
     let n = t.len();
@@ -45,16 +42,7 @@ pub fn extract(t: &[u8]) -> Vec<Import> {
                     i += 1;
                 }
             }
-            b'/' if i + 1 < n && t[i + 1] == b'*' => {
-                i += 2;
-                while i < n && !(t[i] == b'*' && i + 1 < n && t[i + 1] == b'/') {
-                    if t[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-                i = (i + 2).min(n);
-            }
+            b'/' if i + 1 < n && t[i + 1] == b'*' => i = skip_block_comment(t, i, &mut line),
             b'#' if line_start => {
                 line_start = false;
                 i += 1;

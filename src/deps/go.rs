@@ -1,6 +1,7 @@
 //! Go import extraction: `import "p"`, `import name "p"` and `import ( … )` blocks (with `_`, `.`
 //! and alias names). Comments, interpreted and raw strings and runes are skipped.
 
+use super::lex::{is_ident_byte, skip_block_comment};
 use super::{Import, ImportKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +15,6 @@ enum Tok {
 struct Token {
     tok: Tok,
     line: u32,
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
 fn tokenize(t: &[u8]) -> Vec<Token> {
@@ -38,16 +35,7 @@ fn tokenize(t: &[u8]) -> Vec<Token> {
                     i += 1;
                 }
             }
-            b'/' if i + 1 < n && t[i + 1] == b'*' => {
-                i += 2;
-                while i < n && !(t[i] == b'*' && i + 1 < n && t[i + 1] == b'/') {
-                    if t[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-                i = (i + 2).min(n);
-            }
+            b'/' if i + 1 < n && t[i + 1] == b'*' => i = skip_block_comment(t, i, &mut line),
             b'"' | b'\'' => {
                 let start = i + 1;
                 let mut j = start;

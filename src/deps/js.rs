@@ -4,6 +4,7 @@
 //! nested `${…}` expressions) and regular expression literals (a `/` is a regex where an
 //! expression may start; a regex never spans lines, which bounds a wrong guess).
 
+use super::lex::skip_block_comment;
 use super::{Import, ImportKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,16 +139,7 @@ impl Lexer<'_> {
                     }
                 }
                 b'/' if self.i + 1 < n && t[self.i + 1] == b'*' => {
-                    self.i += 2;
-                    while self.i < n
-                        && !(t[self.i] == b'*' && self.i + 1 < n && t[self.i + 1] == b'/')
-                    {
-                        if t[self.i] == b'\n' {
-                            self.line += 1;
-                        }
-                        self.i += 1;
-                    }
-                    self.i = (self.i + 2).min(n);
+                    self.i = skip_block_comment(t, self.i, &mut self.line);
                 }
                 b'/' if self.regex_allowed() => {
                     if let Some(end) = regex_end(t, self.i + 1) {

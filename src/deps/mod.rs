@@ -15,6 +15,7 @@ mod go;
 mod index;
 mod js;
 mod json;
+mod lex;
 mod manifest;
 mod paths;
 mod python;

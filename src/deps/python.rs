@@ -2,6 +2,7 @@
 //! statement matcher for `import` / `from … import` at the start of a statement, plus
 //! `importlib.import_module("x")` and `__import__("x")` with a literal argument.
 
+use super::lex::is_ident_byte;
 use super::{Import, ImportKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,10 +17,6 @@ enum Tok {
 struct Token {
     tok: Tok,
     line: u32,
-}
-
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
 /// Whether a line starts (at column 0) with a keyword that only begins a statement.
@@ -81,9 +78,9 @@ fn tokenize(text: &[u8]) -> Vec<Token> {
                     line: start_line,
                 });
             }
-            _ if is_name_byte(b) => {
+            _ if is_ident_byte(b) => {
                 let start = i;
-                while i < n && is_name_byte(text[i]) {
+                while i < n && is_ident_byte(text[i]) {
                     i += 1;
                 }
                 if i < n
@@ -222,7 +219,7 @@ pub fn extract(text: &[u8]) -> Vec<Import> {
 fn is_dotted(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|p| {
-            !p.is_empty() && p.bytes().all(is_name_byte) && !p.as_bytes()[0].is_ascii_digit()
+            !p.is_empty() && p.bytes().all(is_ident_byte) && !p.as_bytes()[0].is_ascii_digit()
         })
 }
 

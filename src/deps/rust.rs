@@ -6,6 +6,7 @@
 //! the enclosing inline modules. Use trees are expanded to one spec per leaf, without a trailing
 //! `self`, `*` or alias (`use a::{b, c::*}` gives `a::b` and `a::c`).
 
+use super::lex::is_ident_byte;
 use super::{Import, ImportKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +25,6 @@ struct Token {
 
 fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
 fn utf8_len(b: u8) -> usize {
