@@ -32,3 +32,72 @@ async fn python_plain_channel() {
     );
     d.stop();
 }
+
+/// The Python examples find the socket where `wfdb serve` puts it by default, whichever of
+/// `WFDB_SOCKET`, `RUNTIME_DIRECTORY`, `XDG_RUNTIME_DIR` and `TMPDIR` are set.
+#[test]
+fn python_default_socket_matches_the_daemon() {
+    use std::process::Command;
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let probe = Command::new("python3")
+        .args(["-c", "import grpc_tools"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(!in_ci, "python3 with grpcio-tools is required in CI");
+        eprintln!("skipping: python3 with grpcio-tools is not available");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python");
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[("TMPDIR", "/var/tmp")],
+        &[("XDG_RUNTIME_DIR", "/run/user/4321")],
+        &[("RUNTIME_DIRECTORY", "/run/wfdb")],
+        &[("WFDB_SOCKET", "/srv/wfdb.sock"), ("XDG_RUNTIME_DIR", "/x")],
+    ];
+    for vars in cases {
+        let with_env = |cmd: &mut Command| {
+            cmd.env_clear()
+                .env("HOME", home.path())
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+            for (k, v) in vars.iter() {
+                cmd.env(k, v);
+            }
+        };
+        let mut py = Command::new("python3");
+        py.args([
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import wfdb_stubs; \
+             print(wfdb_stubs.default_socket())",
+            examples,
+        ]);
+        with_env(&mut py);
+        let py = py.output().unwrap();
+        assert!(
+            py.status.success(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+        let mut wfdb = Command::new(env!("CARGO_BIN_EXE_wfdb"));
+        wfdb.args(["--json", "config", "show"]);
+        with_env(&mut wfdb);
+        let wfdb = wfdb.output().unwrap();
+        assert!(
+            wfdb.status.success(),
+            "{}",
+            String::from_utf8_lossy(&wfdb.stderr)
+        );
+        let daemon = String::from_utf8_lossy(&wfdb.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["key"] == "socket")
+            .and_then(|v| v["value"].as_str().map(str::to_string))
+            .expect("config show lists the socket");
+        assert_eq!(
+            String::from_utf8_lossy(&py.stdout).trim(),
+            daemon,
+            "with {vars:?}"
+        );
+    }
+}

@@ -33,8 +33,16 @@ def load(name):
 
 def default_socket():
     """The daemon's default socket, as `wfdb serve` chooses it."""
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    if runtime:
+    explicit = os.environ.get("WFDB_SOCKET")
+    if explicit:
+        return explicit
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if os.path.isabs(runtime):
         return os.path.join(runtime, "wfdb.sock")
-    xdg = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
-    return os.path.join(xdg, "wfdb", "wfdb.sock")
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(xdg):
+        return os.path.join(xdg, "wfdb", "wfdb.sock")
+    tmp = os.environ.get("TMPDIR", "")
+    if not os.path.isabs(tmp):
+        tmp = "/tmp"
+    return os.path.join(tmp, f"wfdb-{os.getuid()}", "wfdb.sock")

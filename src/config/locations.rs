@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The parts of the process environment that settings depend on.
 #[derive(Debug, Clone, Default)]
@@ -101,19 +101,24 @@ impl Environment {
         tmp.join(format!("wfdb-{uid}")).join("wfdb.sock")
     }
 
-    /// The configuration file to read when none is named: `$XDG_CONFIG_HOME/wfdb/config.toml`
-    /// (else `~/.config/wfdb/config.toml`) if it exists, else `/etc/wfdb/config.toml` under
-    /// systemd if it exists.
+    /// The configuration file to read when none is named. Under systemd it is the service's
+    /// own: `$CONFIGURATION_DIRECTORY/config.toml` (else `/etc/wfdb/config.toml`); a user's
+    /// file must not move a system service's socket or database. Outside systemd it is
+    /// `$XDG_CONFIG_HOME/wfdb/config.toml` (else `~/.config/wfdb/config.toml`). Either only
+    /// if it exists.
     pub fn default_config_file(&self) -> Option<PathBuf> {
-        let user = match self.abs_path("XDG_CONFIG_HOME") {
-            Some(dir) => dir.join("wfdb/config.toml"),
-            None => self.home_or_root().join(".config/wfdb/config.toml"),
+        let candidate = if self.under_systemd() {
+            match self.first_abs_path("CONFIGURATION_DIRECTORY") {
+                Some(dir) => dir.join("config.toml"),
+                None => PathBuf::from("/etc/wfdb/config.toml"),
+            }
+        } else {
+            match self.abs_path("XDG_CONFIG_HOME") {
+                Some(dir) => dir.join("wfdb/config.toml"),
+                None => self.home_or_root().join(".config/wfdb/config.toml"),
+            }
         };
-        if user.is_file() {
-            return Some(user);
-        }
-        let system = Path::new("/etc/wfdb/config.toml");
-        (self.under_systemd() && system.is_file()).then(|| system.to_path_buf())
+        candidate.is_file().then_some(candidate)
     }
 }
 
@@ -154,5 +159,40 @@ mod tests {
             env.default_db_dir(),
             PathBuf::from("/home/a/.local/state/wfdb/db")
         );
+    }
+
+    #[test]
+    fn under_systemd_the_service_configuration_wins_over_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user");
+        let service = dir.path().join("service");
+        for d in [&user, &service] {
+            std::fs::create_dir_all(d.join("wfdb")).unwrap();
+        }
+        std::fs::write(user.join("wfdb/config.toml"), "").unwrap();
+        std::fs::write(service.join("config.toml"), "").unwrap();
+        let vars = |systemd: bool| {
+            let mut v = vec![
+                ("XDG_CONFIG_HOME", user.clone().into_os_string()),
+                ("CONFIGURATION_DIRECTORY", service.clone().into_os_string()),
+            ];
+            if systemd {
+                v.push(("INVOCATION_ID", "0123".into()));
+            }
+            v
+        };
+        let terminal = Environment::new("/", vars(false));
+        assert_eq!(
+            terminal.default_config_file(),
+            Some(user.join("wfdb/config.toml"))
+        );
+        let service_env = Environment::new("/", vars(true));
+        assert_eq!(
+            service_env.default_config_file(),
+            Some(service.join("config.toml"))
+        );
+        // A service whose configuration folder has no file reads none, not the user's.
+        std::fs::remove_file(service.join("config.toml")).unwrap();
+        assert_eq!(service_env.default_config_file(), None);
     }
 }
