@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::manifest::{self, CargoTargets, ManifestKind, PackageJson, TsConfig};
-use super::paths;
 use super::{extract, Edge, Import, ImportKind, Lang, ResolveConfig};
+use super::{js, paths};
 
 /// What resolution read: see the module docs. The first byte names the kind.
 type Key = String;
@@ -22,14 +22,6 @@ type Key = String;
 /// Extensions probed after a relative JS/TS specifier, in order.
 const JS_EXTS: &[&str] = &[
     ".ts", ".tsx", ".d.ts", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts", ".json",
-];
-
-/// A specifier written with a JS extension also finds the TypeScript source beside it.
-const JS_SWAPS: &[(&str, &[&str])] = &[
-    (".js", &[".ts", ".tsx", ".d.ts"]),
-    (".jsx", &[".tsx", ".ts", ".d.ts"]),
-    (".mjs", &[".mts", ".d.mts"]),
-    (".cjs", &[".cts", ".d.cts"]),
 ];
 
 /// Every suffix whose removal gives a stem some specifier may probe.
@@ -84,6 +76,8 @@ struct Ctx {
     keys: Vec<Key>,
     resolved: Resolved,
     seen: HashSet<String>,
+    /// The importer is TypeScript: a `.js` specifier means its TypeScript source first.
+    ts_importer: bool,
 }
 
 impl Ctx {
@@ -1017,6 +1011,7 @@ impl DependencyIndex {
     fn resolve_js(&self, path: &str, imports: &[Import], ctx: &mut Ctx) {
         let dir = paths::parent(path);
         let mut config: Option<Option<TsEffective>> = None;
+        ctx.ts_importer = js::is_typescript(path);
         for imp in imports {
             let spec = imp.spec.as_str();
             let relative = spec == "."
@@ -1161,18 +1156,11 @@ impl DependencyIndex {
     /// Resolve a root-relative JS/TS path as TypeScript and Node do (see DESIGN.md).
     fn js_path(&self, ctx: &mut Ctx, base: &str, depth: u32) -> Option<String> {
         ctx.key(K_EXISTS, base);
-        if !base.is_empty() && self.exists(base) {
-            return Some(base.to_string());
-        }
-        for (from, tos) in JS_SWAPS {
-            if let Some(stem) = base.strip_suffix(from) {
-                ctx.key(K_STEM, stem);
-                for to in *tos {
-                    let c = format!("{stem}{to}");
-                    if self.exists(&c) {
-                        return Some(c);
-                    }
-                }
+        for probe in js::written_probes(base, ctx.ts_importer) {
+            match probe {
+                js::Probe::Stem(stem) => ctx.key(K_STEM, stem),
+                js::Probe::File(c) if !c.is_empty() && self.exists(&c) => return Some(c),
+                js::Probe::File(_) => {}
             }
         }
         ctx.key(K_STEM, base);

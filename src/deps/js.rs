@@ -5,7 +5,7 @@
 //! expression may start; a regex never spans lines, which bounds a wrong guess).
 
 use super::lex::skip_block_comment;
-use super::{Import, ImportKind};
+use super::{Import, ImportKind, Lang};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -394,4 +394,145 @@ pub fn extract(text: &[u8]) -> Vec<Import> {
         }
     }
     out
+}
+
+// ------------------------------------------------------------------ resolution order
+
+/// For a specifier written with a JavaScript extension: the TypeScript files it also names, in
+/// TypeScript's order (`tryAddingExtensions` of TypeScript's module resolver), and the other
+/// JavaScript file TypeScript tries after the one written (`.js` ↔ `.jsx`).
+const TS_SOURCES: &[(&str, &[&str], Option<&str>)] = &[
+    (".js", &[".ts", ".tsx", ".d.ts"], Some(".jsx")),
+    (".jsx", &[".tsx", ".ts", ".d.ts"], Some(".js")),
+    (".mjs", &[".mts", ".d.mts"], None),
+    (".cjs", &[".cts", ".d.cts"], None),
+];
+
+/// One step of resolving a specifier as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Probe<'a> {
+    /// The answer also depends on which files `stem.<ext>` exist (watch the stem).
+    Stem(&'a str),
+    /// Try this file.
+    File(String),
+}
+
+/// Whether an importing file is resolved as TypeScript resolves (`.ts .tsx .mts .cts`, and the
+/// declaration files `.d.ts .d.mts .d.cts`).
+pub(super) fn is_typescript(importer: &str) -> bool {
+    Lang::from_path(importer) == Some(Lang::TypeScript)
+}
+
+/// How a root-relative specifier path `base` resolves before extensions are added, in order.
+///
+/// A TypeScript importer that writes `./x.js` means the TypeScript source: `x.ts`, `x.tsx`,
+/// `x.d.ts` come before `x.js` itself even when both exist (TypeScript falls back to the file
+/// written only when no TypeScript file is there), then `x.jsx`; `.mjs` names `.mts`/`.d.mts`
+/// first and `.cjs` names `.cts`/`.d.cts` first. A JavaScript importer gets the file as written
+/// first (as Node does), and the TypeScript source only when that file is missing (as
+/// TypeScript's ESM output and bundlers expect).
+pub(super) fn written_probes(base: &str, ts_importer: bool) -> Vec<Probe<'_>> {
+    let mut out = Vec::with_capacity(6);
+    let swap = TS_SOURCES
+        .iter()
+        .find_map(|(ext, tos, alt)| base.strip_suffix(ext).map(|stem| (stem, *tos, *alt)));
+    let Some((stem, tos, alt)) = swap.filter(|(stem, _, _)| !stem.is_empty()) else {
+        out.push(Probe::File(base.to_string()));
+        return out;
+    };
+    if !ts_importer {
+        out.push(Probe::File(base.to_string()));
+    }
+    out.push(Probe::Stem(stem));
+    out.extend(tos.iter().map(|to| Probe::File(format!("{stem}{to}"))));
+    if ts_importer {
+        out.push(Probe::File(base.to_string()));
+        if let Some(alt) = alt {
+            out.push(Probe::File(format!("{stem}{alt}")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::{is_typescript, written_probes, Probe};
+
+    fn files(base: &str, ts: bool) -> Vec<String> {
+        written_probes(base, ts)
+            .into_iter()
+            .filter_map(|p| match p {
+                Probe::File(f) => Some(f),
+                Probe::Stem(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn typescript_importers_try_the_typescript_source_first() {
+        assert_eq!(
+            files("src/x.js", true),
+            [
+                "src/x.ts",
+                "src/x.tsx",
+                "src/x.d.ts",
+                "src/x.js",
+                "src/x.jsx"
+            ]
+        );
+        assert_eq!(
+            files("src/x.jsx", true),
+            [
+                "src/x.tsx",
+                "src/x.ts",
+                "src/x.d.ts",
+                "src/x.jsx",
+                "src/x.js"
+            ]
+        );
+        assert_eq!(
+            files("src/x.mjs", true),
+            ["src/x.mts", "src/x.d.mts", "src/x.mjs"]
+        );
+        assert_eq!(
+            files("src/x.cjs", true),
+            ["src/x.cts", "src/x.d.cts", "src/x.cjs"]
+        );
+    }
+
+    #[test]
+    fn javascript_importers_get_the_file_as_written_first() {
+        assert_eq!(
+            files("src/x.js", false),
+            ["src/x.js", "src/x.ts", "src/x.tsx", "src/x.d.ts"]
+        );
+        assert_eq!(
+            files("src/x.jsx", false),
+            ["src/x.jsx", "src/x.tsx", "src/x.ts", "src/x.d.ts"]
+        );
+        assert_eq!(files("x.mjs", false), ["x.mjs", "x.mts", "x.d.mts"]);
+        assert_eq!(files("x.cjs", false), ["x.cjs", "x.cts", "x.d.cts"]);
+    }
+
+    #[test]
+    fn other_specifiers_are_tried_as_written_and_the_stem_is_watched() {
+        for ts in [true, false] {
+            assert_eq!(written_probes("a/x", ts), [Probe::File("a/x".into())]);
+            assert_eq!(written_probes("a/x.ts", ts), [Probe::File("a/x.ts".into())]);
+            assert_eq!(written_probes(".js", ts), [Probe::File(".js".into())]);
+            assert!(written_probes("a/x.js", ts).contains(&Probe::Stem("a/x")));
+        }
+    }
+
+    #[test]
+    fn typescript_importers_by_extension() {
+        for p in [
+            "a.ts", "a.tsx", "a.mts", "a.cts", "a.d.ts", "a.d.mts", "a.d.cts",
+        ] {
+            assert!(is_typescript(p), "{p}");
+        }
+        for p in ["a.js", "a.jsx", "a.mjs", "a.cjs", "a.json", "ts"] {
+            assert!(!is_typescript(p), "{p}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! Tests of the dependency module: data-driven extractor cases (`testdata/`), resolution on small
-//! in-memory repositories, the incremental-equals-cold property, and robustness on any bytes.
+//! Tests of the dependency module: data-driven extractor cases (`testdata/`), data-driven
+//! resolution cases (`testdata/resolve/`), resolution on small in-memory repositories, the
+//! incremental-equals-cold property, and robustness on any bytes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,10 @@ fn case_files() -> Vec<PathBuf> {
             let p = entry.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e != "expect" && e != "md") {
+            } else if p
+                .extension()
+                .is_some_and(|e| e != "expect" && e != "md" && e != "case")
+            {
                 out.push(p);
             }
         }
@@ -89,6 +93,148 @@ fn extractor_cases() {
             failures.push(format!(
                 "{name}\n--- want\n{}--- got\n{got}",
                 normalize_expect(&want)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ------------------------------------------------------------------ data-driven resolution
+
+/// One `testdata/resolve/<case>.case`: a small repository and the edges it must have.
+struct ResolveCase {
+    name: String,
+    files: Vec<(String, String)>,
+    /// (importer, its edge targets in order)
+    expect: Vec<(String, Vec<String>)>,
+}
+
+/// Parses a case: `== PATH` starts a file (the lines up to the next `==` or `->` are its
+/// text), `-> IMPORTER: TARGET…` lists an importer's edges in order (none after the colon:
+/// no edge); `#` lines outside files are comments.
+fn parse_case(name: &str, text: &str) -> ResolveCase {
+    let mut case = ResolveCase {
+        name: name.to_string(),
+        files: Vec::new(),
+        expect: Vec::new(),
+    };
+    let mut in_file = false;
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("== ") {
+            case.files.push((path.trim().to_string(), String::new()));
+            in_file = true;
+        } else if let Some(rest) = line.strip_prefix("-> ") {
+            let (importer, targets) = rest
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{name}: `-> IMPORTER: TARGETS` expected: {line}"));
+            case.expect.push((
+                importer.trim().to_string(),
+                targets.split_whitespace().map(str::to_string).collect(),
+            ));
+            in_file = false;
+        } else if in_file {
+            let text = &mut case.files.last_mut().unwrap().1;
+            text.push_str(line);
+            text.push('\n');
+        } else {
+            let l = line.trim();
+            assert!(
+                l.is_empty() || l.starts_with('#'),
+                "{name}: stray line {line:?}"
+            );
+        }
+    }
+    assert!(!case.expect.is_empty(), "{name}: no `->` expectation");
+    case
+}
+
+fn resolve_cases() -> Vec<ResolveCase> {
+    let dir = testdata_dir().join("resolve");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "case"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            parse_case(&name, &std::fs::read_to_string(p).unwrap())
+        })
+        .collect()
+}
+
+/// Every edge and external of every file of `files`.
+fn all_results(idx: &DependencyIndex, files: &[(String, String)]) -> Snapshot {
+    let mut out = BTreeMap::new();
+    for (p, _) in files {
+        let e = idx.edges(p).to_vec();
+        let x = idx.externals(p).to_vec();
+        let d = idx.dependents(p);
+        if !e.is_empty() || !x.is_empty() || !d.is_empty() {
+            out.insert(p.clone(), (e, x, d));
+        }
+    }
+    out
+}
+
+fn cold(files: &[(String, String)]) -> DependencyIndex {
+    let mut idx = DependencyIndex::new(ResolveConfig::default());
+    for (p, t) in files {
+        idx.upsert(p, t.as_bytes());
+    }
+    idx.finish();
+    idx
+}
+
+/// Every `testdata/resolve/*.case` resolves as it says, built at once; and the same graph
+/// results live: with each file arriving last (a `.ts` appearing beside an existing `.js`
+/// re-resolves its importers), each file removed (equal to a cold index without it), and the
+/// files added in reverse order.
+#[test]
+fn resolution_cases() {
+    let cases = resolve_cases();
+    assert!(
+        cases.len() >= 8,
+        "too few resolution cases: {}",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    for case in &cases {
+        let idx = cold(&case.files);
+        for (importer, want) in &case.expect {
+            let got = targets(&idx, importer);
+            if &got != want {
+                failures.push(format!(
+                    "{}: {importer}: want {want:?}, got {got:?}",
+                    case.name
+                ));
+            }
+        }
+        let whole = all_results(&idx, &case.files);
+        for (i, (path, text)) in case.files.iter().enumerate() {
+            let mut others = case.files.clone();
+            others.remove(i);
+            // The file arrives after the others were resolved.
+            let mut live = cold(&others);
+            live.upsert(path, text.as_bytes());
+            live.finish();
+            if all_results(&live, &case.files) != whole {
+                failures.push(format!("{}: live differs after {path} arrived", case.name));
+            }
+            // The file goes away again.
+            live.remove(path);
+            live.finish();
+            if all_results(&live, &case.files) != all_results(&cold(&others), &case.files) {
+                failures.push(format!("{}: live differs after {path} left", case.name));
+            }
+        }
+        let reversed: Vec<(String, String)> = case.files.iter().rev().cloned().collect();
+        if all_results(&cold(&reversed), &case.files) != whole {
+            failures.push(format!(
+                "{}: the insertion order changed the graph",
+                case.name
             ));
         }
     }
