@@ -43,6 +43,17 @@ pub struct FilesArgs {
     limit: u64,
 }
 
+/// The line `status` and `doctor` show while the database cannot be written.
+pub fn store_failing_line(h: &proto::StoreHealth) -> String {
+    let since = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(h.failing_since_ms).unwrap_or(0));
+    format!(
+        "NOT_SERVING: the database cannot be written since {}: {}. Synced queries and the workflow database answer UNAVAILABLE until it can; free space or fix the folder, the daemon recovers by itself",
+        workflowdb::daemon::health::humantime_utc(since),
+        h.cause
+    )
+}
+
 pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> anyhow::Result<()> {
     let resp = CatalogClient::new(channel)
         .stats(proto::StatsRequest {
@@ -81,6 +92,11 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
             "watched_dirs": resp.watched_dirs,
             "polled_dirs": resp.polled_dirs,
             "schema_version": resp.schema_version,
+            "store_health": resp.store_health.as_ref().map(|h| json!({
+                "serving": h.serving,
+                "cause": h.cause,
+                "failing_since_ms": h.failing_since_ms,
+            })),
             "roots": roots,
             "metrics": resp.metrics.as_ref().map(metrics_json),
         }));
@@ -95,6 +111,9 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
         resp.watched_dirs,
         resp.polled_dirs
     ));
+    if let Some(h) = resp.store_health.as_ref().filter(|h| !h.serving) {
+        out.text(&store_failing_line(h));
+    }
     if let Some(m) = &resp.metrics {
         out.text(&daemon_metrics_line(m));
     }

@@ -341,6 +341,8 @@ pub enum Reach {
     Serving(Result<Box<proto::StatsResponse>, String>),
     /// The health check answered, but not SERVING.
     NotServing(String),
+    /// The daemon answers, but its database cannot be written (its figures say why).
+    StoreFailing(proto::StoreHealth),
     /// No socket file.
     Missing,
     /// A socket file nobody listens on.
@@ -374,17 +376,35 @@ async fn probe(socket: &Path) -> Reach {
                 let name = ServingStatus::try_from(status)
                     .map(|s| s.as_str_name())
                     .unwrap_or("UNKNOWN");
+                // Its figures say whether the store is the reason.
+                let mut catalog = proto::catalog_client::CatalogClient::new(channel);
+                let stats = catalog.stats(proto::StatsRequest::default());
+                if let Ok(Ok(resp)) = tokio::time::timeout(STATS_TIMEOUT, stats).await {
+                    if let Some(h) = resp.into_inner().store_health.filter(|h| !h.serving) {
+                        return Reach::StoreFailing(h);
+                    }
+                }
                 return Reach::NotServing(name.to_string());
             }
         }
     }
     let mut catalog = proto::catalog_client::CatalogClient::new(channel);
     let stats = catalog.stats(proto::StatsRequest::default());
-    Reach::Serving(match tokio::time::timeout(STATS_TIMEOUT, stats).await {
-        Err(_) => Err(format!("no figures within {} s", STATS_TIMEOUT.as_secs())),
-        Ok(Err(status)) => Err(status.message().to_string()),
-        Ok(Ok(resp)) => Ok(Box::new(resp.into_inner())),
-    })
+    match tokio::time::timeout(STATS_TIMEOUT, stats).await {
+        Err(_) => Reach::Serving(Err(format!(
+            "no figures within {} s",
+            STATS_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(status)) => Reach::Serving(Err(status.message().to_string())),
+        Ok(Ok(resp)) => {
+            let resp = resp.into_inner();
+            match resp.store_health.clone().filter(|h| !h.serving) {
+                // The store failed between the two calls.
+                Some(h) => Reach::StoreFailing(h),
+                None => Reach::Serving(Ok(Box::new(resp))),
+            }
+        }
+    }
 }
 
 /// Tells why connecting failed: no file, nobody listening, not allowed, or something else.
@@ -437,6 +457,17 @@ pub fn daemon_check(socket: &Path, reach: &Reach, systemd_socket: bool) -> Check
             format!("the daemon on {shown} reports {state}: it is not ready or is shutting down"),
         )
         .fix("wait for its start-up reconcile to finish, then try again; its log says more: `journalctl -u wfdb -e`"),
+        Reach::StoreFailing(h) => Check::new(
+            "daemon",
+            Level::Fail,
+            format!(
+                "the daemon on {shown} answers but is NOT_SERVING: {}",
+                super::catalog::store_failing_line(h)
+                    .trim_start_matches("NOT_SERVING: ")
+            ),
+        )
+        .fix("free space on the database's file system (`df -h`), or make its folder writable again; the daemon retries by itself and serves again (or restarts, status 75) once writes succeed")
+        .with_details(json!({"serving": false, "store_cause": h.cause, "failing_since_ms": h.failing_since_ms})),
         Reach::Missing => down(format!("no daemon is running on {shown}")),
         Reach::Refused => {
             let mut check = down(format!(

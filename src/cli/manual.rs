@@ -233,6 +233,10 @@ fn exit_status() -> Vec<Entry> {
             "The request was refused as invalid: a path with `..` or outside the root, a \
              bad glob, an ambiguous root, a document that is not valid JSON.",
         ),
+        item(
+            exit::RESTART.to_string(),
+            "`wfdb serve` only: the database failed a write (a full disk, say), the folder              takes writes again, but the store cannot recover without being opened anew.              Start it again (systemd's `Restart=on-failure` does).",
+        ),
     ]
 }
 
@@ -342,6 +346,7 @@ mod tests {
             exit::UNREACHABLE,
             exit::NOT_FOUND,
             exit::INVALID,
+            exit::RESTART,
         ] {
             assert!(
                 text.contains(&format!("\n  {code}\n")),

@@ -28,6 +28,9 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     /// The request was refused as invalid.
     pub const INVALID: u8 = 5;
+    /// `wfdb serve` stopped because its database must be opened anew (a write failure the
+    /// store cannot recover from in-process): its supervisor should start it again.
+    pub const RESTART: u8 = workflowdb::daemon::recovery::RESTART_EXIT_CODE;
 }
 
 /// workflowdb: an always-current catalog of your repositories, served over gRPC.
@@ -298,6 +301,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(workflowdb::daemon::DaemonError::StoreRestart(_)) = e.downcast_ref() {
+        return exit::RESTART;
+    }
     if e.downcast_ref::<ConnectError>().is_some() {
         return exit::UNREACHABLE;
     }

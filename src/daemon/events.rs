@@ -115,10 +115,19 @@ pub fn spawn(
         let mut overflow = false;
         let mut first: Option<Instant> = None;
         let mut last = Instant::now();
+        // Paths of batches the store refused, kept (never dropped) and tried again at
+        // `retry_at`, with a backoff that doubles up to RETRY_MAX.
+        let mut retry: Vec<PathBuf> = Vec::new();
+        let mut retry_at: Option<Instant> = None;
+        let mut backoff = RETRY_FIRST;
         loop {
             let deadline = match first {
                 Some(f) => (last + state.tuning.settle).min(f + state.tuning.max_batch_delay),
                 None => Instant::now() + Duration::from_secs(3600),
+            };
+            let deadline = match retry_at {
+                Some(r) => deadline.min(r),
+                None => deadline,
             };
             let mut due = false;
             tokio::select! {
@@ -150,11 +159,40 @@ pub fn spawn(
                     first.get_or_insert(now);
                     last = now;
                 }
-                _ = tokio::time::sleep_until(deadline), if first.is_some() => due = true,
+                _ = tokio::time::sleep_until(deadline), if first.is_some() || retry_at.is_some() => due = true,
             }
             if due || !cookies.is_empty() || overflow {
                 let since = first.unwrap_or_else(Instant::now);
-                apply(&state, std::mem::take(&mut pending), since).await;
+                let mut paths = std::mem::take(&mut pending);
+                // Refused paths go with the next batch once their retry is due; until then
+                // (and while the store is known to fail) they wait, and synced queries are
+                // refused by the store's health, never answered without them.
+                let retry_due = retry_at.is_some_and(|r| r <= Instant::now());
+                if !retry.is_empty() && (retry_due || state.health.is_healthy()) {
+                    paths.append(&mut retry);
+                    retry_at = None;
+                }
+                if !state.health.is_healthy() && !retry_due && !paths.is_empty() {
+                    retry.append(&mut paths);
+                }
+                let refused = apply(&state, paths, since).await;
+                if refused.is_empty() {
+                    if retry.is_empty() {
+                        backoff = RETRY_FIRST;
+                    }
+                } else {
+                    tracing::warn!(
+                        paths = refused.len(),
+                        retry_ms = backoff.as_millis() as u64,
+                        "the store refused a batch: keeping it to try again"
+                    );
+                    retry.extend(refused);
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                if !retry.is_empty() && retry_at.is_none() {
+                    retry_at = Some(Instant::now() + backoff);
+                }
                 if std::mem::take(&mut overflow) {
                     tracing::warn!("inotify queue overflowed: reconciling every root");
                     for root in state.roots() {
@@ -172,10 +210,21 @@ pub fn spawn(
     })
 }
 
+/// First wait before a batch the store refused is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between tries of a refused batch.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Applies pending paths, grouped by root; `first_event` is when the first of them arrived.
-async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>, first_event: Instant) {
+/// Returns the paths of the batches the store refused (to be tried again).
+async fn apply(
+    state: &Arc<DaemonState>,
+    pending: Vec<PathBuf>,
+    first_event: Instant,
+) -> Vec<PathBuf> {
+    let mut refused = Vec::new();
     if pending.is_empty() {
-        return;
+        return refused;
     }
     let roots = state.roots();
     let mut by_root: HashMap<String, Vec<PathBuf>> = HashMap::new();
@@ -188,7 +237,7 @@ async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>, first_event: Ins
         let Some(paths) = by_root.remove(&root.id) else {
             continue;
         };
-        match root.apply_events(paths, &state.walk).await {
+        match root.apply_events(paths.clone(), &state.walk).await {
             Ok(outcome) => {
                 root.metrics
                     .record_batch(outcome.paths, first_event.elapsed());
@@ -212,6 +261,7 @@ async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>, first_event: Ins
                     })
                     .await;
                     state.publish(batch);
+                    state.catalog_written();
                 }
                 if outcome.needs_reconcile {
                     if let Err(e) = state
@@ -222,11 +272,16 @@ async fn apply(state: &Arc<DaemonState>, pending: Vec<PathBuf>, first_event: Ins
                     }
                 }
             }
+            Err(e) if state.note_error(&e) => {
+                tracing::error!(root = %root.path.display(), error = %e, "the store refused a batch");
+                refused.extend(paths);
+            }
             Err(e) => {
                 tracing::error!(root = %root.path.display(), error = %e, "applying events failed")
             }
         }
     }
+    refused
 }
 
 /// Reconciles the roots that have polled folders (no inotify watch could be had), every

@@ -4,7 +4,9 @@
 pub mod depgraph;
 pub mod events;
 pub mod figures;
+pub mod health;
 pub mod listen;
+pub mod recovery;
 pub mod root;
 pub mod systemd;
 
@@ -55,6 +57,10 @@ pub enum DaemonError {
     SyncTimeout(Duration),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the database cannot be written (since {since}): {cause}; answers that must be current are refused until it can: free space or fix the folder, the daemon recovers by itself")]
+    StoreFailing { cause: String, since: String },
+    #[error("the database must be opened anew after a failure that the store cannot recover from in this process ({0}); the daemon stops with status 75 so that its supervisor restarts it")]
+    StoreRestart(String),
 }
 
 /// What `wfdb serve` was asked to do.
@@ -133,6 +139,12 @@ pub struct DaemonState {
     pub sync_timeout: Duration,
     /// Settings of background work.
     pub tuning: Tuning,
+    /// Whether the store takes writes: read by every answer that must be current.
+    pub health: health::StoreHealth,
+    /// Set when the daemon stops because its store must be opened anew (the cause).
+    restart: std::sync::Mutex<Option<String>>,
+    /// Woken when catalog writes wait for a flush.
+    catalog_dirty: tokio::sync::Notify,
     /// Cancelled once the daemon is ready: background work of the start-up (catch-up
     /// reconciles, graph builds) waits for it, so it never delays readiness.
     pub ready: CancellationToken,
@@ -176,7 +188,62 @@ impl DaemonState {
             adding: std::sync::Mutex::new(None),
             metrics: Arc::new(crate::metrics::Metrics::new(crate::rpc::served_methods())),
             metrics_address: None,
+            health: health::StoreHealth::default(),
+            restart: std::sync::Mutex::new(None),
+            catalog_dirty: tokio::sync::Notify::new(),
         }
+    }
+
+    /// What a failed store operation says, as the store health's cause: the error and the
+    /// database folder.
+    pub fn store_failure_cause(&self, e: &StoreError) -> String {
+        let what = match e {
+            StoreError::Sled(msg) => msg.clone(),
+            other => other.to_string(),
+        };
+        format!("{what} (database {})", self.store.path().display())
+    }
+
+    /// Marks the store failing when `e` is a failed write or flush of the store (an I/O
+    /// error); returns whether it was one.
+    pub fn note_store_error(&self, e: &StoreError) -> bool {
+        if !matches!(e, StoreError::Sled(_)) {
+            return false;
+        }
+        if self.health.fail(self.store_failure_cause(e)) {
+            tracing::error!(error = %e, db = %self.store.path().display(), "a write to the database failed");
+        }
+        true
+    }
+
+    /// Like [`DaemonState::note_store_error`] for any daemon error.
+    pub fn note_error(&self, e: &DaemonError) -> bool {
+        match e {
+            DaemonError::Store(s) => self.note_store_error(s),
+            _ => false,
+        }
+    }
+
+    /// Stops the daemon for a restart by its supervisor, because the store must be opened
+    /// anew; [`serve`] then returns [`DaemonError::StoreRestart`].
+    pub fn stop_for_restart(&self, cause: String) {
+        *self.restart.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
+        self.cancel_scans.store(true, Ordering::Relaxed);
+        self.shutdown.cancel();
+    }
+
+    /// Why the daemon stops for a restart, if it does.
+    pub fn restart_cause(&self) -> Option<String> {
+        self.restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Says that catalog writes were applied: they are flushed shortly after (see
+    /// [`spawn_catalog_flusher`]).
+    pub fn catalog_written(&self) {
+        self.catalog_dirty.notify_one();
     }
 
     /// The file watcher, when one is running.
@@ -195,7 +262,10 @@ impl DaemonState {
     }
 
     /// Waits until every change made before the call has been applied (read-your-writes).
+    /// While the store cannot be written, nothing is proven current: the answer is a refusal
+    /// naming the cause (also when the store fails during the wait).
     pub async fn sync(&self) -> Result<(), DaemonError> {
+        self.health.check()?;
         if self.watcher.is_none() {
             return Ok(());
         }
@@ -205,7 +275,9 @@ impl DaemonState {
             root.wait_caught_up().await;
             drop(root.lock_writer().await);
         }
-        self.cookies.sync(self.sync_timeout).await
+        self.cookies.sync(self.sync_timeout).await?;
+        // A batch refused by the store since the call began is not in what the query reads.
+        self.health.check()
     }
 
     /// Rebuilds a root's dependency graph in the background.
@@ -242,7 +314,10 @@ impl DaemonState {
     ) -> Result<crate::catalog::ScanReport, DaemonError> {
         let report = root
             .reconcile(reason, &self.walk, Arc::clone(&self.cancel_scans))
-            .await?;
+            .await
+            .inspect_err(|e| {
+                self.note_error(e);
+            })?;
         if report.files_added + report.files_modified + report.files_removed > 0 {
             self.spawn_graph_rebuild(root);
         }
@@ -526,6 +601,8 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     }
     // Events are collected from the start; batches wait for each root's first reconcile.
     let _pipeline = events::spawn(Arc::clone(&state), events_rx);
+    let _recovery = recovery::spawn(Arc::clone(&state));
+    let _flusher = spawn_catalog_flusher(Arc::clone(&state));
     let _poller = events::spawn_poller(Arc::clone(&state), opts.poll_interval);
 
     let mut wanted: Vec<PathBuf> = Vec::new();
@@ -604,6 +681,12 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     {
         tracing::warn!("open streams did not close in time; closing anyway");
     }
+    if let Some(cause) = state.restart_cause() {
+        // The store refuses every write: nothing more can be saved, and the next start
+        // reconciles every root anyway.
+        tracing::error!(%cause, code = recovery::RESTART_EXIT_CODE, "stopped for a restart");
+        return Err(DaemonError::StoreRestart(cause));
+    }
     // Wait for any batch in hand to be applied before the final flush; then leave each root's
     // record heads for a fast next start.
     for root in state.roots() {
@@ -633,14 +716,18 @@ fn spawn_tombstone_pruner(state: Arc<DaemonState>, retention: Duration) {
                     tokio::task::spawn_blocking(move || r.store.prune_tombstones(cutoff_ms)).await;
                 drop(writer);
                 match outcome {
-                    Ok(Ok(p)) if p.removed > 0 => tracing::info!(
-                        root = %root.path.display(),
-                        removed = p.removed,
-                        through_clock = p.through,
-                        "pruned old tombstones"
-                    ),
+                    Ok(Ok(p)) if p.removed > 0 => {
+                        state.catalog_written();
+                        tracing::info!(
+                            root = %root.path.display(),
+                            removed = p.removed,
+                            through_clock = p.through,
+                            "pruned old tombstones"
+                        )
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
+                        state.note_store_error(&e);
                         tracing::warn!(root = %root.path.display(), error = %e, "cannot prune tombstones")
                     }
                     Err(e) => tracing::warn!(error = %e, "tombstone pruning stopped"),
@@ -652,6 +739,41 @@ fn spawn_tombstone_pruner(state: Arc<DaemonState>, retention: Duration) {
             }
         }
     });
+}
+
+/// How long after catalog writes (event batches, pruned tombstones) they are flushed: the
+/// catalog can be rebuilt from the disk by the start-up reconcile, so they need not be
+/// durable at once, and a burst of batches costs one fsync.
+const CATALOG_FLUSH_DELAY: Duration = Duration::from_millis(500);
+
+/// Flushes catalog writes shortly after they are applied, and never when nothing was written:
+/// no timer runs while the daemon is idle.
+fn spawn_catalog_flusher(state: Arc<DaemonState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = state.catalog_dirty.notified() => {}
+            }
+            tokio::select! {
+                // Shutdown flushes everything itself.
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(CATALOG_FLUSH_DELAY) => {}
+            }
+            if !state.health.is_healthy() {
+                // The recovery flushes once the store takes writes again.
+                continue;
+            }
+            let s = Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || s.store.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    state.note_store_error(&e);
+                }
+                Err(e) => tracing::warn!(error = %e, "the catalog flush stopped"),
+            }
+        }
+    })
 }
 
 /// Binds a TCP listener when an address is given; `error` says what the socket was for.

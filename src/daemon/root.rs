@@ -244,9 +244,10 @@ fn reconcile_blocking(
     };
     // The clock ticks only when something changed.
     let final_clock = if changed > 0 { clock } else { meta.clock };
-    // A catch-up that found nothing leaves the start-up scan's figures (and its racy-clean
-    // cut-off, the earlier and so the safer one) as the last scan.
-    let keep = !(report.reason == "catch-up" && changed == 0);
+    // A catch-up or a poll that found nothing leaves the previous scan's figures (and its
+    // racy-clean cut-off, the earlier and so the safer one) as the last scan: it writes
+    // nothing, so polled folders cost no writes while nothing changes.
+    let keep = !(matches!(report.reason.as_str(), "catch-up" | "poll") && changed == 0);
     store.commit(
         final_clock,
         &plan.removed,

@@ -261,6 +261,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             watched_dirs: self.state.watcher().map_or(0, |w| w.counts().0),
             polled_dirs: self.state.watcher().map_or(0, |w| w.counts().1),
             schema_version: u32::from(crate::store::codec::SCHEMA_VERSION),
+            store_health: Some(store_health(&self.state.health)),
         }))
     }
 
@@ -639,4 +640,19 @@ fn changes_since(
         removed_path_bytes,
         folders,
     })
+}
+
+/// The store's health as `Stats` tells it.
+pub fn store_health(health: &crate::daemon::health::StoreHealth) -> proto::StoreHealth {
+    match health.failure() {
+        None => proto::StoreHealth {
+            serving: true,
+            ..Default::default()
+        },
+        Some(f) => proto::StoreHealth {
+            serving: false,
+            failing_since_ms: f.since_ms(),
+            cause: f.cause,
+        },
+    }
 }

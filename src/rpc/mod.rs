@@ -143,6 +143,7 @@ pub async fn spawn_servers(
     health_reporter
         .set_serving::<TransferServer<transfer::TransferService>>()
         .await;
+    spawn_health_follower(Arc::clone(&state), health_reporter);
     let agents = AgentsServer::new(agents::AgentsService::new(reg.clone()));
     let workflows = WorkflowsServer::new(workflows::WorkflowsService::new(reg.clone()));
     let sessions = SessionsServer::new(sessions::SessionsService::new(reg.clone()))
@@ -217,6 +218,41 @@ pub async fn spawn_servers(
     Ok(Servers { handles })
 }
 
+/// Keeps gRPC health in step with the store's: every service (and "", the daemon as a whole)
+/// is NOT_SERVING while the database cannot be written, SERVING again once it recovered.
+fn spawn_health_follower(state: Arc<DaemonState>, reporter: tonic_health::server::HealthReporter) {
+    use tonic::server::NamedService;
+    let services = [
+        "",
+        CatalogServer::<catalog::CatalogService>::NAME,
+        crate::proto::graph_server::GraphServer::<graph::GraphService>::NAME,
+        AdminServer::<admin::AdminService>::NAME,
+        AgentsServer::<agents::AgentsService>::NAME,
+        WorkflowsServer::<workflows::WorkflowsService>::NAME,
+        SessionsServer::<sessions::SessionsService>::NAME,
+        KnowledgeServer::<knowledge::KnowledgeService>::NAME,
+        TransferServer::<transfer::TransferService>::NAME,
+    ];
+    let mut serving = state.health.watch();
+    tokio::spawn(async move {
+        loop {
+            let now = *serving.borrow_and_update();
+            let status = if now {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            for name in services {
+                reporter.set_service_status(name, status).await;
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                changed = serving.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+}
+
 /// The gRPC status for a daemon error: a code a client can branch on and a message a person
 /// can act on.
 pub fn status_of(e: DaemonError) -> Status {
@@ -228,7 +264,10 @@ pub fn status_of(e: DaemonError) -> Status {
         }
         DaemonError::NoRoots => Status::failed_precondition(e.to_string()),
         DaemonError::SyncTimeout(_) => Status::deadline_exceeded(e.to_string()),
-        DaemonError::ShuttingDown | DaemonError::Scan(crate::catalog::ScanError::Cancelled) => {
+        DaemonError::ShuttingDown
+        | DaemonError::StoreFailing { .. }
+        | DaemonError::StoreRestart(_)
+        | DaemonError::Scan(crate::catalog::ScanError::Cancelled) => {
             Status::unavailable(e.to_string())
         }
         DaemonError::Scan(crate::catalog::ScanError::Glob { .. }) => {

@@ -63,11 +63,28 @@ impl RegistryContext {
         F: FnOnce(RegistryStore) -> Result<T, RegistryStoreError> + Send + 'static,
         T: Send + 'static,
     {
+        // A write whose flush failed may still be readable in the store's memory: nothing is
+        // read or written while the store fails, so no one sees a save that is not durable
+        // (after the restart that recovers the store, it is gone).
+        self.state.health.check().map_err(status_of)?;
         let store = self.store.clone();
+        let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || f(store))
             .await
             .map_err(|e| Status::internal(format!("registry task failed: {e}")))?
-            .map_err(registry_status)
+            .map_err(|e| {
+                if let RegistryStoreError::Store(s) = &e {
+                    if state.note_store_error(s) {
+                        // The refusal names the cause, as every later call's does.
+                        return status_of(state.health.check().err().unwrap_or(
+                            DaemonError::Store(crate::store::StoreError::Sled(
+                                state.store_failure_cause(s),
+                            )),
+                        ));
+                    }
+                }
+                registry_status(e)
+            })
     }
 
     /// Tells `WatchAgents` subscribers about an agent.
@@ -183,6 +200,10 @@ async fn watch_leases(ctx: RegistryContext) {
         tokio::select! {
             _ = ctx.state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !ctx.state.health.is_healthy() {
+            // Unflushed values must not be announced.
+            continue;
         }
         let Ok(agents) = ctx.store.agents() else {
             continue;
