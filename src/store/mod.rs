@@ -3,16 +3,21 @@
 //! `apply_batch`.
 
 pub mod codec;
+pub mod durable;
+pub mod integrity;
 pub mod registry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{ChangeSet, FileRecord, RecordHead, ScanReport};
 use crate::paths::RelPath;
 use codec::{decode, decode_prefix, encode, CodecError};
+pub use durable::Finding;
+pub use integrity::{CheckReport, DamageReport, Depth};
 
 /// Default bound of sled's page cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -39,9 +44,19 @@ pub enum StoreError {
     #[error("database {0} is in use by another running wfdb daemon (stop it, or pass --db to use another folder)")]
     Locked(PathBuf),
     #[error(
-        "database {path} is corrupt: {detail}; move it aside and restart to rebuild the catalog"
+        "database {path} is damaged and cannot be opened: {detail}. Save agents, workflows, runs and sessions first with `wfdb export --db {path} FILE` (it reads a copy), then move the folder aside and restart: the catalog is rebuilt from disk (cheap), but whatever the export could not read is lost"
     )]
     Corrupt { path: PathBuf, detail: String },
+    #[error("database {path} cannot be written ({source}): the folder or its files are read-only or belong to another user. Nothing is damaged: give this user write access (`ls -la {path}`), or export with `wfdb export --db {path} FILE`; do not move it aside, that would lose agents, workflows, runs and sessions")]
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: the disk is full ({source}). Nothing is damaged: free some space and start again")]
+    DiskFull {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database {path} has schema version {found}, this wfdb reads version {expected}: use a matching wfdb or remove the database")]
     UnknownSchema {
         path: PathBuf,
@@ -126,12 +141,14 @@ pub struct Store {
     meta: sled::Tree,
     path: PathBuf,
     instance_id: String,
+    integrity: Arc<integrity::Integrity>,
 }
 
 impl Store {
     /// Opens (or creates) the database in `dir`, checking lock, health and schema version.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
         create_private_dir(dir)?;
+        writable(dir)?;
         // No flush timer: sled's background flusher rewrites pages (its page GC) between
         // flushes forever, about 1 MB/s on a settled 50k-file catalog. The daemon flushes
         // when it has something to make durable (see ARCHITECTURE.md, "Idle means idle").
@@ -140,21 +157,53 @@ impl Store {
         if schema_of(dir, &meta)?.is_none() {
             meta.insert(META_SCHEMA, &SCHEMA.to_le_bytes())?;
         }
-        let instance_id = match meta.get(META_INSTANCE)? {
-            Some(v) => String::from_utf8_lossy(&v).into_owned(),
-            None => {
-                let id = new_instance_id();
-                meta.insert(META_INSTANCE, id.as_bytes())?;
-                id
-            }
-        };
-        db.flush()?;
+        // Compared with the durable record; a damaged or rolled-back database is repaired
+        // (new instance id, catalog rebuilt) and reported.
+        let (integrity, instance_id) =
+            integrity::open_checked(&db, dir).map_err(|e| write_error(dir, e))?;
         Ok(Store {
             db,
             meta,
             path: dir.to_path_buf(),
             instance_id,
+            integrity: Arc::new(integrity),
         })
+    }
+
+    /// Checks the database in `dir` without repairing it (`Ok(None)` when there is none):
+    /// the durable record comparison and a verify pass at `depth`; releases sled's lock
+    /// before returning.
+    pub fn check(dir: &Path, depth: Depth) -> Result<Option<CheckReport>> {
+        if !dir.join("db").is_file() {
+            return Ok(None);
+        }
+        let db = open_sled(dir, INSPECT_CACHE_BYTES, None)?;
+        integrity::check(&db, dir, depth).map(Some)
+    }
+
+    /// Checks this running store: the database against the durable record and a verify pass.
+    pub fn verify(&self, depth: Depth) -> Result<CheckReport> {
+        integrity::check_live(&self.db, &self.integrity, depth)
+    }
+
+    /// Damage found on open and not yet acknowledged.
+    pub fn damage_reports(&self) -> Vec<DamageReport> {
+        self.integrity.reports()
+    }
+
+    /// Forgets the damage reports (the user has read them); returns how many there were.
+    pub fn acknowledge_damage(&self) -> Result<usize> {
+        self.integrity.acknowledge()
+    }
+
+    /// Forgets the damage reports of a database no daemon has open.
+    pub fn acknowledge_damage_offline(dir: &Path) -> Result<usize> {
+        integrity::remove_reports(dir)
+    }
+
+    /// Damage reports of a database no daemon has open.
+    pub fn damage_reports_offline(dir: &Path) -> Vec<DamageReport> {
+        integrity::read_reports(dir)
     }
 
     /// Checks the database in `dir` without creating one (`Ok(None)` when there is none):
@@ -218,8 +267,7 @@ impl Store {
     /// Replaces the persisted list of watched roots (durable on return).
     pub fn set_roots(&self, roots: &[RootEntry]) -> Result<()> {
         self.meta.insert(META_ROOTS, encode(&roots.to_vec())?)?;
-        self.meta.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// The records of one root.
@@ -227,19 +275,22 @@ impl Store {
         Ok(RootStore {
             tree: self.db.open_tree(format!("root/{id}"))?,
             heads_snapshot: self.path.join(format!("wfdb-heads-{id}.bin")),
+            db: self.db.clone(),
+            integrity: Arc::clone(&self.integrity),
         })
     }
 
     /// Deletes every record of a root.
     pub fn drop_root(&self, id: &str) -> Result<()> {
         self.db.drop_tree(format!("root/{id}"))?;
+        self.integrity.forget_root(id);
         Ok(())
     }
 
-    /// Writes everything buffered to disk.
+    /// Writes everything buffered to disk, then records what reached it in the durable
+    /// record (compared on the next open to detect damage and rollback).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        integrity::flush_durably(&self.db, &self.integrity)
     }
 
     /// Proves that the database takes a write and a flush now (after a failure: sled keeps
@@ -313,21 +364,65 @@ fn open_sled(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Resul
     opened.map_err(|e| open_error(dir, e))
 }
 
+/// Refuses a database folder this user cannot write, naming the real cause (sled would
+/// report it as an I/O error, which reads like damage).
+fn writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(".wfdb-write-probe");
+    let outcome = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    if let Err(source) = outcome {
+        return Err(io_error(dir, source));
+    }
+    for name in ["db", "conf", durable::FILE_NAME] {
+        let file = dir.join(name);
+        if file.exists() {
+            if let Err(source) = std::fs::OpenOptions::new().append(true).open(&file) {
+                return Err(io_error(dir, source));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names the cause of an I/O error on the database folder.
+fn io_error(dir: &Path, source: std::io::Error) -> StoreError {
+    match source.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => StoreError::NotWritable {
+            path: dir.to_path_buf(),
+            source,
+        },
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::DiskFull {
+            path: dir.to_path_buf(),
+            source,
+        },
+        _ => StoreError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: source.to_string(),
+        },
+    }
+}
+
+/// Rewords a write that failed while opening (the repair, the durable record).
+fn write_error(dir: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sled(detail) if detail.contains("No space left") => StoreError::DiskFull {
+            path: dir.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        },
+        other => other,
+    }
+}
+
 fn open_error(dir: &Path, e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
             StoreError::Locked(dir.to_path_buf())
         }
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
-            StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source: io,
-            }
-        }
-        sled::Error::Io(io) => StoreError::Corrupt {
-            path: dir.to_path_buf(),
-            detail: io.to_string(),
-        },
+        sled::Error::Io(io) => io_error(dir, io),
         sled::Error::Corruption { .. }
         | sled::Error::ReportableBug(_)
         | sled::Error::Unsupported(_) => StoreError::Corrupt {
@@ -382,6 +477,8 @@ pub struct RootStore {
     tree: sled::Tree,
     /// Record heads written at a clean shutdown, so the next start need not decode them all.
     heads_snapshot: PathBuf,
+    db: sled::Db,
+    integrity: Arc<integrity::Integrity>,
 }
 
 /// The record heads of a root at a clock, as written at a clean shutdown.
@@ -843,8 +940,7 @@ impl RootStore {
 
     /// Writes this root's records to disk now.
     pub fn flush(&self) -> Result<()> {
-        self.tree.flush()?;
-        Ok(())
+        integrity::flush_durably(&self.db, &self.integrity)
     }
 }
 
@@ -1205,6 +1301,83 @@ mod tests {
         }
         let store = reopen(dir.path());
         assert_eq!(store.roots().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_rolled_back_database_is_repaired_reported_and_never_answers_old_clocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_id;
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            first_id = store.instance_id().to_string();
+            store.set_roots(&[some_root()]).unwrap();
+            let root = store.root("abc").unwrap();
+            root.apply(
+                ChangeSet {
+                    upserts: vec![rec("a"), rec("b")],
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+            store
+                .registry()
+                .unwrap()
+                .set_settings(&Default::default())
+                .unwrap();
+            store.flush().unwrap();
+            assert!(store.damage_reports().is_empty());
+            assert!(store.verify(Depth::Full).unwrap().findings.is_empty());
+        }
+        // Healthy: reopening finds nothing.
+        let store = reopen(dir.path());
+        assert_eq!(store.instance_id(), first_id);
+        assert!(store.damage_reports().is_empty());
+        drop(store);
+        // The record says more reached disk than the database holds: a rollback.
+        let mut record = durable::read(dir.path()).unwrap().unwrap();
+        assert_eq!(record.roots[0].clock, 1);
+        record.roots[0].clock = 10;
+        record.registry_generation += 3;
+        durable::write(dir.path(), &record).unwrap();
+        let check = unlocked(|| Store::check(dir.path(), Depth::Full))
+            .unwrap()
+            .unwrap();
+        assert_eq!(check.findings.len(), 2, "{:?}", check.findings);
+        let store = reopen(dir.path());
+        assert_ne!(store.instance_id(), first_id);
+        let reports = store.damage_reports();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].registry.contains("ROLLED BACK"), "{reports:?}");
+        assert_eq!(reports[0].catalog_rebuilt, vec!["/x".to_string()]);
+        let root = store.root("abc").unwrap();
+        assert_eq!(
+            root.meta().unwrap().clock,
+            10,
+            "clock floor above the durable one"
+        );
+        assert!(
+            root.files_under(None).next().is_none(),
+            "catalog emptied for a rebuild"
+        );
+        for old in 1..=10 {
+            assert!(!root.can_answer_since(old).unwrap(), "clock {old}");
+        }
+        // The report survives a restart until acknowledged.
+        drop(root);
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(store.damage_reports().len(), 1);
+        assert_eq!(store.acknowledge_damage().unwrap(), 1);
+        assert!(store.damage_reports().is_empty());
+        drop(store);
+        let store = reopen(dir.path());
+        assert!(store.damage_reports().is_empty());
+        // A damaged record is damage too.
+        drop(store);
+        std::fs::write(dir.path().join(durable::FILE_NAME), b"x").unwrap();
+        let store = reopen(dir.path());
+        assert_eq!(store.damage_reports().len(), 1);
     }
 
     /// Opens a database just closed: sled's flusher thread may hold the lock a moment longer.

@@ -34,6 +34,81 @@ use crate::registry::{
 const SETTINGS_KEY: &[u8] = b"settings";
 const KG_SNAPSHOT_KEY: &[u8] = b"kg_snapshot";
 const DEFAULTS_KEY: &[u8] = b"defaults_installed";
+/// Counts acknowledged writes (8 bytes, big-endian): compared with the durable record on open.
+const GENERATION_KEY: &[u8] = b"generation";
+
+/// The registry generation stored in `db` (0: never written).
+pub(super) fn generation(db: &sled::Db) -> std::result::Result<u64, String> {
+    let meta = db.open_tree("reg/meta").map_err(|e| e.to_string())?;
+    match meta.get(GENERATION_KEY).map_err(|e| e.to_string())? {
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| "malformed generation".to_string()),
+        None => Ok(0),
+    }
+}
+
+/// Decodes one registry entry as its tree says it should be (`full`: session bodies too).
+pub(super) fn check_entry(
+    tree: &[u8],
+    key: &[u8],
+    value: &[u8],
+    full: bool,
+) -> std::result::Result<(), String> {
+    fn ok<T>(r: std::result::Result<T, CodecError>) -> std::result::Result<(), String> {
+        r.map(drop).map_err(|e| e.to_string())
+    }
+    match tree {
+        b"reg/agents" => ok(decode::<Agent>(value)),
+        b"reg/workflows" => ok(decode::<WorkflowDefinition>(value)),
+        b"reg/runs" => ok(decode::<Run>(value)),
+        b"reg/sessions" if full => ok(decode::<SessionVersion>(value)),
+        b"reg/sessions" => Ok(()),
+        b"reg/session_meta" => ok(decode::<SessionVersionMeta>(value)),
+        b"reg/session_heads" => ok(decode::<u64>(value)),
+        b"reg/meta" => match key {
+            SETTINGS_KEY => ok(decode::<RegistrySettings>(value)),
+            KG_SNAPSHOT_KEY => ok(decode::<GraphSnapshot>(value)),
+            DEFAULTS_KEY => ok(decode::<i64>(value)),
+            GENERATION_KEY => (value.len() == 8)
+                .then_some(())
+                .ok_or_else(|| "malformed generation".to_string()),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Removes every registry entry that cannot be read (sessions included), so the rest can be
+/// served; returns each one removed as `tree key`.
+pub(super) fn drop_unreadable(db: &sled::Db) -> std::result::Result<Vec<String>, StoreError> {
+    let mut dropped = Vec::new();
+    for name in db.tree_names() {
+        if !name.starts_with(b"reg/") {
+            continue;
+        }
+        let tree = db.open_tree(&name)?;
+        let mut bad = Vec::new();
+        for item in tree.iter() {
+            let Ok((key, value)) = item else {
+                // sled stops at what it cannot read: nothing past it can be named.
+                break;
+            };
+            if check_entry(&name, &key, &value, true).is_err() {
+                bad.push(key);
+            }
+        }
+        for key in bad {
+            tree.remove(&key)?;
+            dropped.push(format!(
+                "{} {}",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&key).escape_debug()
+            ));
+        }
+    }
+    Ok(dropped)
+}
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +219,7 @@ pub struct RegistryStore {
     session_meta: sled::Tree,
     session_heads: sled::Tree,
     meta: sled::Tree,
+    integrity: std::sync::Arc<super::integrity::Integrity>,
 }
 
 impl Store {
@@ -158,6 +234,7 @@ impl Store {
             session_meta: self.db.open_tree("reg/session_meta")?,
             session_heads: self.db.open_tree("reg/session_heads")?,
             meta: self.db.open_tree("reg/meta")?,
+            integrity: std::sync::Arc::clone(&self.integrity),
         })
     }
 }
@@ -197,8 +274,16 @@ fn get_u64(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 
 impl RegistryStore {
     /// Writes everything to disk: called before acknowledging a write.
+    /// Bumps the registry generation, flushes, and records the generation as durable: a
+    /// database opened later with a lower generation lost acknowledged writes.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        self.meta.update_and_fetch(GENERATION_KEY, |old| {
+            let n = old
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        super::integrity::flush_durably(&self.db, &self.integrity)?;
         Ok(())
     }
 
