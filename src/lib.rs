@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod paths;
 pub mod registry;
 pub mod rpc;
+pub mod socket_trust;
 pub mod store;
 pub mod watch;
 

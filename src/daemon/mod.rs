@@ -548,6 +548,8 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
         Some(p) => Some(listen::read_token(p)?),
         None => None,
     };
+    // Refuse a socket folder others control now, before the long start-up reconcile.
+    listen::prepare_socket_dir(&opts.socket)?;
     let t_open = Instant::now();
     let store = Store::open(&opts.db, opts.cache_bytes)?;
     tracing::debug!(ms = t_open.elapsed().as_millis() as u64, db = %opts.db.display(), "database opened");
@@ -649,8 +651,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
         tracing::info!(workflows = ?installed, "installed the default workflows");
     }
 
-    let uds = listen::bind_unix(&opts.socket)?;
-    let _socket_guard = listen::SocketGuard(opts.socket.clone());
+    let (uds, _bound_socket) = listen::bind_unix(&opts.socket, 0o600)?;
     let tcp = bind_tcp(opts.listen, DaemonError::Listen).await?;
     let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, token).await?;
     let files: u64 = state

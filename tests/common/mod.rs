@@ -38,6 +38,19 @@ impl Dirs {
     }
 }
 
+/// Connects to a test daemon's socket, which may be run by another user (a test's folders are
+/// trusted: the daemon is whoever owns the socket's folder).
+pub async fn connect_test_socket(
+    socket: &Path,
+) -> Result<Channel, workflowdb::client::ConnectError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = socket
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .map_or(0, |m| m.uid());
+    workflowdb::client::connect_unix_owned_by(socket, owner).await
+}
+
 /// A running daemon.
 pub struct Daemon {
     pub child: Child,
@@ -97,7 +110,7 @@ impl Daemon {
                 panic!("daemon exited early with {status}:\n{}", self.log_text());
             }
             if self.socket.exists() {
-                if let Ok(ch) = workflowdb::client::connect_unix(&self.socket).await {
+                if let Ok(ch) = connect_test_socket(&self.socket).await {
                     if CatalogClient::new(ch.clone())
                         .stats(proto::StatsRequest::default())
                         .await
@@ -136,9 +149,7 @@ impl Daemon {
     }
 
     pub async fn channel(&self) -> Channel {
-        workflowdb::client::connect_unix(&self.socket)
-            .await
-            .unwrap()
+        connect_test_socket(&self.socket).await.unwrap()
     }
 
     pub async fn catalog(&self) -> CatalogClient<Channel> {

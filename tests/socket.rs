@@ -1,0 +1,242 @@
+//! The local socket is ours or not used: never reachable by another user while the daemon
+//! starts, never in a folder another user controls (daemon and CLI refuse), never removed at
+//! shutdown unless it is the one bound; and who may do what over it and over TCP.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+/// Runs `wfdb serve` expecting it to fail; returns its stderr.
+fn serve_fails(dirs: &Dirs, args: &[&str]) -> String {
+    let out = Command::new(wfdb_bin())
+        .arg("serve")
+        .args(args)
+        .arg("--db")
+        .arg(&dirs.db)
+        .arg("--socket")
+        .arg(&dirs.socket)
+        .env("XDG_CONFIG_HOME", dirs.tmp.path())
+        .env_remove("WFDB_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "serve should have failed:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn chown(path: &Path, uid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, uid) }, 0);
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Not a test on its own: the connector the race test runs as another user. It tries to
+/// connect to `WFDB_TEST_CONNECT_TO` as fast as it can until `WFDB_TEST_STOP` exists, and
+/// prints how many attempts connected.
+#[test]
+fn connector_helper() {
+    let (Some(target), Some(stop)) = (
+        std::env::var_os("WFDB_TEST_CONNECT_TO"),
+        std::env::var_os("WFDB_TEST_STOP"),
+    ) else {
+        return;
+    };
+    let (mut attempts, mut connected) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !Path::new(&stop).exists() && Instant::now() < deadline {
+        attempts += 1;
+        if std::os::unix::net::UnixStream::connect(&target).is_ok() {
+            connected += 1;
+        }
+    }
+    println!("CONNECTOR attempts={attempts} connected={connected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_never_reaches_the_socket_while_the_daemon_starts() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED another_user_never_reaches_the_socket_while_the_daemon_starts: it needs \
+             root to run a connector as another user (uid {NOBODY})"
+        );
+        return;
+    }
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("a.txt"), b"a");
+    // Folders others can search (as systemd's RuntimeDirectory= makes them), so only the
+    // socket's own mode keeps the other user out.
+    chmod(dirs.tmp.path(), 0o755);
+    let run = dirs.socket.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    chmod(run, 0o755);
+    let stop = dirs.tmp.path().join("stop");
+    let connector = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "connector_helper", "--nocapture"])
+        .env("WFDB_TEST_CONNECT_TO", &dirs.socket)
+        .env("WFDB_TEST_STOP", &stop)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let restarts = 30;
+    for _ in 0..restarts {
+        let d = start_with(&dirs, &[root.as_os_str()], |cmd| {
+            // SAFETY: umask is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::umask(0);
+                    Ok(())
+                });
+            }
+        })
+        .await;
+        let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the socket's mode under umask 000");
+        assert!(d.stop().success());
+    }
+    std::fs::write(&stop, "").unwrap();
+    let out = connector.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("CONNECTOR"))
+        .unwrap_or_else(|| panic!("the connector said nothing: {text}"));
+    let attempts: u64 = line
+        .split("attempts=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(
+        attempts > 1000,
+        "the connector must really have tried: {line}"
+    );
+    assert!(
+        line.ends_with("connected=0"),
+        "another user connected to the socket during {restarts} starts: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_refuses_a_socket_folder_others_can_write_or_own() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("a.txt"), b"a");
+    let run = dirs.socket.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    let root_s = root.to_str().unwrap();
+    for mode in [0o777, 0o1777, 0o775] {
+        chmod(run, mode);
+        let err = serve_fails(&dirs, &[root_s]);
+        assert!(err.contains("writable by"), "{mode:o}: {err}");
+        assert!(err.contains("chmod go-w"), "{mode:o}: {err}");
+        assert!(!dirs.socket.exists());
+    }
+    if is_root() {
+        chmod(run, 0o755);
+        chown(run, NOBODY);
+        let err = serve_fails(&dirs, &[root_s]);
+        assert!(err.contains(&format!("owned by uid {NOBODY}")), "{err}");
+        assert!(err.contains("intercept"), "{err}");
+    } else {
+        eprintln!("SKIPPED the foreign-owner half: it needs root to chown a folder");
+    }
+    // A symlink where the folder should be is refused too.
+    std::fs::remove_dir(run).unwrap();
+    let elsewhere = dirs.tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, run).unwrap();
+    let err = serve_fails(&dirs, &[root_s]);
+    assert!(err.contains("not a folder"), "{err}");
+}
+
+#[test]
+fn the_cli_refuses_to_talk_to_a_socket_in_a_folder_another_user_controls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("wfdb-1000");
+    std::fs::create_dir(&run).unwrap();
+    chmod(&run, 0o777);
+    let socket = run.join("wfdb.sock");
+    // The impostor: a socket that would answer if anyone connected.
+    let impostor = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+    let (code, out, err) = cli(&socket, &["status"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("refusing to use"), "{err}");
+    assert!(err.contains("writable by"), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert!(
+        impostor.accept().is_err(),
+        "the CLI must not even connect to the impostor"
+    );
+    if is_root() {
+        // A folder of another user (not writable by others) holding that user's socket.
+        chmod(&run, 0o755);
+        chown(&run, NOBODY);
+        chown(&socket, NOBODY);
+        let (code, _, err) = cli(&socket, &["status"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains(&format!("owned by uid {NOBODY}")), "{err}");
+        // Our own folder with another user's socket in it.
+        chown(&run, 0);
+        let (code, _, err) = cli(&socket, &["status"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("the socket is owned by uid {NOBODY}")),
+            "{err}"
+        );
+        assert!(impostor.accept().is_err());
+    } else {
+        eprintln!("SKIPPED the foreign-owner half: it needs root to chown a folder");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_a_socket_it_did_not_bind_alone() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_old(&root.join("a.txt"), b"a");
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    // Someone replaces the socket under the running daemon.
+    std::fs::remove_file(&d.socket).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&d.socket).unwrap();
+    let ino = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).map(|m| m.ino()).ok()
+    };
+    let before = ino(&dirs.socket);
+    let log = d.log.clone();
+    assert!(d.stop().success());
+    assert!(before.is_some());
+    assert_eq!(
+        ino(&dirs.socket),
+        before,
+        "shutdown removed a socket it did not bind"
+    );
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("leaving it alone"), "{log}");
+    drop(other);
+    // Its own socket it removes.
+    std::fs::remove_file(&dirs.socket).unwrap();
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    assert!(d.stop().success());
+    assert!(!dirs.socket.exists(), "the daemon's own socket is removed");
+}
