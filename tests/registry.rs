@@ -460,11 +460,28 @@ async fn runs_progress_finish_statistics_watch_and_expiry() {
         .await
         .unwrap()
         .into_inner();
+    // Its agents are not registered: a start is refused, naming them, unless forced.
+    let refused = w
+        .start_run(proto::StartRunRequest {
+            workflow_id: "code_enhancement".into(),
+            version: 0,
+            run_id: "r1".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("codex, reasoning"),
+        "{}",
+        refused.message()
+    );
     let run = w
         .start_run(proto::StartRunRequest {
             workflow_id: "code_enhancement".into(),
             version: 0,
             run_id: "r1".into(),
+            force: true,
         })
         .await
         .unwrap()
@@ -543,6 +560,7 @@ async fn runs_progress_finish_statistics_watch_and_expiry() {
         workflow_id: "code_enhancement".into(),
         version: 0,
         run_id: "stale".into(),
+        force: true,
     })
     .await
     .unwrap();
@@ -879,6 +897,7 @@ async fn an_acknowledged_save_survives_sigkill() {
         workflow_id: "ui_generation".into(),
         version: 0,
         run_id: "r".into(),
+        force: true,
     })
     .await
     .unwrap();
@@ -1080,6 +1099,7 @@ async fn export_import_export_is_identity_and_a_broken_import_changes_nothing() 
         workflow_id: "ui_generation".into(),
         version: 0,
         run_id: "r1".into(),
+        force: false,
     })
     .await
     .unwrap();
@@ -1238,5 +1258,114 @@ async fn python_example_client() {
         assert!(stdout.contains("restored session py-session"), "{stdout}");
         assert!(stdout.contains("knowledge graph:"), "{stdout}");
     }
+    d.stop();
+}
+
+/// The workflow lifecycle from the command line: a not-ready start is refused unless forced;
+/// run ids are identifiers; a finish without a duration says the daemon measured it; the same
+/// definition given again after runs keeps the learned statistics; a changed description
+/// carries them over; delete is refused while runs are open unless forced.
+#[tokio::test]
+async fn workflow_lifecycle_from_the_cli() {
+    let dirs = Dirs::new();
+    let d = daemon(&dirs).await;
+    let dir = dirs.tmp.path();
+    let definition = |description: &str| {
+        json!({"workflow_id": "lifecycle", "name": "Lifecycle", "description": description,
+               "steps": [{"step": 1, "action": "Plan", "agent": "planner"}],
+               "required_agents": ["planner"],
+               "estimated_time": 30.0, "success_rate": 0.9})
+        .to_string()
+    };
+    std::fs::write(dir.join("wf.json"), definition("first")).unwrap();
+    let wf = dir.join("wf.json").to_str().unwrap().to_string();
+    let json_of = |args: &[&str]| -> Value {
+        let (code, out, err) = cli(&d.socket, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let v = json_of(&["--json", "workflow", "define", "--file", &wf]);
+    assert_eq!(v["version"], json!(1));
+
+    // Not ready: refused with the missing agent named (exit 1: a refused precondition).
+    let (code, _, err) = cli(&d.socket, &["run", "start", "lifecycle", "--id", "r1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("planner"), "{err}");
+    // Run ids are identifiers: malformed input, exit 5.
+    let (code, _, err) = cli(
+        &d.socket,
+        &["run", "start", "lifecycle", "--id", "a b/c", "--force"],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("run_id"), "{err}");
+
+    let v = json_of(&[
+        "--json",
+        "run",
+        "start",
+        "lifecycle",
+        "--id",
+        "r1",
+        "--force",
+    ]);
+    assert_eq!(v["status"], json!("running"), "{v}");
+    let (code, out, err) = cli(&d.socket, &["run", "finish", "r1", "--failed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("measured by the daemon"), "{out}");
+    let v = json_of(&["--json", "workflow", "get", "lifecycle"]);
+    let (rate, runs) = (v["success_rate"].as_f64().unwrap(), v["run_count"].clone());
+    assert!((rate - 0.81).abs() < 1e-9, "{v}");
+    assert_eq!(runs, json!(1));
+
+    // The same definition again (as a client defining on every start sends it): unchanged,
+    // nothing reset.
+    let v = json_of(&["--json", "workflow", "define", "--file", &wf]);
+    assert_eq!(
+        (v["unchanged"].clone(), v["version"].clone()),
+        (json!(true), json!(1))
+    );
+    assert!(
+        (v["success_rate"].as_f64().unwrap() - rate).abs() < 1e-12,
+        "{v}"
+    );
+    // A clearer description: version 2 keeps what was learned, and says so.
+    std::fs::write(dir.join("wf.json"), definition("clearer")).unwrap();
+    let v = json_of(&["--json", "workflow", "define", "--file", &wf]);
+    assert_eq!(
+        (v["version"].clone(), v["run_count"].clone()),
+        (json!(2), json!(1))
+    );
+    assert!(
+        (v["success_rate"].as_f64().unwrap() - rate).abs() < 1e-12,
+        "{v}"
+    );
+    assert!(
+        v["statistics"]
+            .as_str()
+            .unwrap()
+            .contains("carried over from version 1"),
+        "{v}"
+    );
+
+    // Delete: refused while a run is open, then forced (the open run is expired).
+    json_of(&[
+        "--json",
+        "run",
+        "start",
+        "lifecycle",
+        "--id",
+        "r2",
+        "--force",
+    ]);
+    let (code, _, err) = cli(&d.socket, &["workflow", "delete", "lifecycle"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("r2"), "{err}");
+    let v = json_of(&["--json", "workflow", "delete", "lifecycle", "--force"]);
+    assert_eq!(v["versions"], json!(2), "{v}");
+    assert_eq!(v["expired_runs"], json!(["r2"]), "{v}");
+    let (code, _, _) = cli(&d.socket, &["workflow", "get", "lifecycle"]);
+    assert_eq!(code, 4);
+    let v = json_of(&["--json", "run", "get", "r2"]);
+    assert_eq!(v["status"], json!("expired"), "{v}");
     d.stop();
 }

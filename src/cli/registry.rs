@@ -107,6 +107,13 @@ pub enum WorkflowCmd {
     Versions { id: String },
     /// Install the three default workflows of the original.
     Defaults,
+    /// Delete every version of a workflow (refused while runs of it are open).
+    Delete {
+        id: String,
+        /// Delete even with open runs, which are then expired.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Step outcomes for `wfdb run step`.
@@ -126,9 +133,12 @@ pub enum RunCmd {
         workflow: String,
         #[arg(long, default_value_t = 0)]
         version: u64,
-        /// Run id (default: made up).
+        /// Run id (default: made up): ASCII letters, digits, '_', '-', '.'.
         #[arg(long)]
         id: Option<String>,
+        /// Start even if some agent the workflow needs is not registered or not live.
+        #[arg(long)]
+        force: bool,
     },
     /// Report progress of a step.
     Step {
@@ -630,16 +640,43 @@ pub async fn workflow(ch: Channel, cmd: WorkflowCmd, out: &Output) -> anyhow::Re
             if out.json {
                 let mut v = workflow_json(&w);
                 v["unchanged"] = json!(resp.unchanged);
+                v["statistics"] = json!(resp.statistics);
                 out.json_line(&v);
             } else if resp.unchanged {
                 out.text(&format!(
-                    "workflow {} is unchanged (version {})",
-                    w.workflow_id, w.version
+                    "workflow {} is unchanged (version {}): {}",
+                    w.workflow_id, w.version, resp.statistics
                 ));
             } else {
                 out.text(&format!(
-                    "defined workflow {} version {}",
-                    w.workflow_id, w.version
+                    "defined workflow {} version {}: {}",
+                    w.workflow_id, w.version, resp.statistics
+                ));
+            }
+        }
+        WorkflowCmd::Delete { id, force } => {
+            let resp = workflows(&ch)
+                .delete_workflow(proto::DeleteWorkflowRequest {
+                    workflow_id: id.clone(),
+                    force,
+                })
+                .await?
+                .into_inner();
+            if out.json {
+                out.json_line(&json!({
+                    "workflow_id": id,
+                    "versions": resp.versions,
+                    "expired_runs": resp.expired_runs,
+                }));
+            } else {
+                let expired = if resp.expired_runs.is_empty() {
+                    String::new()
+                } else {
+                    format!("; expired open run(s) {}", resp.expired_runs.join(", "))
+                };
+                out.text(&format!(
+                    "deleted workflow {id} ({} version(s)){expired}",
+                    resp.versions
                 ));
             }
         }
@@ -738,12 +775,14 @@ pub async fn run(ch: Channel, cmd: RunCmd, out: &Output) -> anyhow::Result<()> {
             workflow,
             version,
             id,
+            force,
         } => {
             let r = c
                 .start_run(proto::StartRunRequest {
                     workflow_id: workflow,
                     version,
                     run_id: id.unwrap_or_default(),
+                    force,
                 })
                 .await?
                 .into_inner()
@@ -796,9 +835,19 @@ pub async fn run(ch: Channel, cmd: RunCmd, out: &Output) -> anyhow::Result<()> {
                 resp.workflow.unwrap_or_default(),
             );
             if out.json {
-                out.json_line(&json!({"run": run_json(&r), "workflow": workflow_json(&w)}));
+                out.json_line(&json!({
+                    "run": run_json(&r),
+                    "workflow": workflow_json(&w),
+                    "duration_from_daemon": resp.duration_from_daemon,
+                }));
             } else {
                 print_run(out, &r);
+                if resp.duration_from_daemon {
+                    out.text(
+                        "duration measured by the daemon from the run's start \
+                         (give --duration-ms for your own measure)",
+                    );
+                }
                 out.text(&format!(
                     "workflow {} v{}: success rate {:.4}, estimated time {:.2} s, {} runs",
                     w.workflow_id, w.version, w.success_rate, w.estimated_time, w.run_count

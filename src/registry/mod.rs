@@ -37,7 +37,7 @@ pub use self::session::{
     MAX_SESSION_ID_LEN,
 };
 pub use self::workflow::{
-    check_agent_removal, default_workflows, workflows_for_agent, Readiness, Step,
+    check_agent_removal, default_workflows, workflows_for_agent, Readiness, StatisticsCarry, Step,
     WorkflowDefinition, ALL_AGENTS,
 };
 
@@ -203,6 +203,20 @@ pub enum RegistryError {
     /// A run duration that is negative, infinite or NaN.
     #[error("duration {duration_s} s is not a finite number of seconds >= 0")]
     InvalidDuration { duration_s: f64 },
+
+    /// Deleting a workflow that still has open runs, without forcing.
+    #[error("workflow {workflow_id:?} has {} open run(s) ({}); finish or expire them first, or force the deletion (their runs are then expired)", open_runs.len(), open_runs.join(", "))]
+    WorkflowInUse {
+        workflow_id: String,
+        open_runs: Vec<String>,
+    },
+
+    /// Starting a run of a workflow whose agents are not all registered and live.
+    #[error("workflow {workflow_id:?} is not ready: agent(s) {} not registered or not live; register them (or renew their leases), or force the start", missing.join(", "))]
+    WorkflowNotReady {
+        workflow_id: String,
+        missing: Vec<String>,
+    },
 }
 
 impl RegistryError {

@@ -9,6 +9,9 @@ use std::fmt;
 /// Weight of the newest outcome in a workflow's success rate: `0.9·old + 0.1·outcome`.
 pub const SUCCESS_RATE_WEIGHT: f64 = 0.1;
 
+/// Longest run id accepted (a generated id is the workflow id, a time and a counter).
+pub const MAX_RUN_ID_LEN: usize = 192;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -116,9 +119,7 @@ impl Run {
     /// consistent with `finished_at_ms`.
     pub fn validate(&self) -> Result<(), Vec<ValidationProblem>> {
         let mut p = Vec::new();
-        if self.run_id.trim().is_empty() {
-            p.push(ValidationProblem::new("run_id", "is empty"));
-        }
+        super::check_identifier(&self.run_id, "run_id", "run id", MAX_RUN_ID_LEN, &mut p);
         if self.workflow_id.trim().is_empty() {
             p.push(ValidationProblem::new("workflow_id", "is empty"));
         }

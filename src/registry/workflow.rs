@@ -76,6 +76,52 @@ pub struct WorkflowDefinition {
     pub created_at_ms: i64,
 }
 
+/// Where a defined version's success rate, estimated time and run count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatisticsCarry {
+    /// The first version of the workflow: the figures given.
+    First,
+    /// The same definition as the latest version: no new version; its learned figures stay.
+    Unchanged { version: u64, runs: u64 },
+    /// Same steps and agents: the previous version's learned figures and run count carry over.
+    KeptFrom { version: u64, runs: u64 },
+    /// Steps or agents changed (or nothing was learned yet): the figures given; the previous
+    /// version keeps its own runs and figures.
+    Given {
+        previous_version: u64,
+        previous_runs: u64,
+    },
+}
+
+impl StatisticsCarry {
+    /// Whether no new version was written.
+    pub fn unchanged(&self) -> bool {
+        matches!(self, StatisticsCarry::Unchanged { .. })
+    }
+
+    /// One sentence for the person who defined the workflow.
+    pub fn describe(&self) -> String {
+        match *self {
+            StatisticsCarry::First => {
+                "first version: success rate and estimated time as given".to_string()
+            }
+            StatisticsCarry::Unchanged { version, runs } => format!(
+                "same definition as version {version}: no new version; its statistics (learned from {runs} run(s)) stay"
+            ),
+            StatisticsCarry::KeptFrom { version, runs } => format!(
+                "steps and agents unchanged: success rate, estimated time and run count carried over from version {version} ({runs} run(s))"
+            ),
+            StatisticsCarry::Given {
+                previous_version,
+                previous_runs,
+            } => format!(
+                "success rate and estimated time as given; version {previous_version} keeps its statistics ({previous_runs} run(s)){}",
+                if previous_runs > 0 { " because the steps or agents changed" } else { "" }
+            ),
+        }
+    }
+}
+
 /// Whether a workflow can run now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
@@ -347,6 +393,43 @@ impl WorkflowDefinition {
         self.version = previous.map_or(1, |p| p.version.saturating_add(1));
         self.created_at_ms = now_ms;
         self
+    }
+
+    /// This definition as the version after `previous` (a changed definition: the caller has
+    /// already found that it is not [`WorkflowDefinition::same_definition`]), created at
+    /// `now_ms`, with its statistics chosen as [`StatisticsCarry`] says.
+    pub fn next_version(
+        self,
+        previous: Option<&WorkflowDefinition>,
+        now_ms: i64,
+    ) -> (Self, StatisticsCarry) {
+        let mut next = self.redefine(previous, now_ms);
+        let Some(prev) = previous else {
+            return (next, StatisticsCarry::First);
+        };
+        // Learned figures describe how these steps run with these agents: a new name,
+        // description or input/output shape does not change that, other steps do.
+        let same_work = prev.steps == next.steps && prev.required_agents == next.required_agents;
+        if same_work && prev.run_count > 0 {
+            next.success_rate = prev.success_rate;
+            next.estimated_time = prev.estimated_time;
+            next.run_count = prev.run_count;
+            return (
+                next,
+                StatisticsCarry::KeptFrom {
+                    version: prev.version,
+                    runs: prev.run_count,
+                },
+            );
+        }
+        next.run_count = 0;
+        (
+            next,
+            StatisticsCarry::Given {
+                previous_version: prev.version,
+                previous_runs: prev.run_count,
+            },
+        )
     }
 
     pub fn input_requirements(&self) -> Value {

@@ -146,7 +146,9 @@ pub fn domain_status(e: &RegistryError) -> Status {
         RegistryError::SessionTooLarge { .. } => Status::resource_exhausted(msg),
         RegistryError::UnknownCapability { .. }
         | RegistryError::RunFinished { .. }
-        | RegistryError::AgentInUse { .. } => Status::failed_precondition(msg),
+        | RegistryError::AgentInUse { .. }
+        | RegistryError::WorkflowInUse { .. }
+        | RegistryError::WorkflowNotReady { .. } => Status::failed_precondition(msg),
     }
 }
 

@@ -7,7 +7,9 @@ use super::registry::{bridge, now_ms, BoxStream, RegistryContext};
 use super::structs::{map_from_struct, struct_of_text, text_of};
 use crate::proto;
 use crate::proto::run_event::Kind as EventKind;
-use crate::registry::{apply_outcome, Agent, Run, RunStatus, Step, StepStatus, WorkflowDefinition};
+use crate::registry::{
+    apply_outcome, Agent, RegistryError, Run, RunStatus, Step, StepStatus, WorkflowDefinition,
+};
 use crate::store::registry::RegistryStoreError;
 
 /// Defines workflows and follows their runs.
@@ -146,16 +148,36 @@ impl proto::workflows_server::Workflows for WorkflowsService {
     ) -> Result<Response<proto::DefineWorkflowResponse>, Status> {
         let workflow = requested_workflow(request.get_ref())?;
         let now = now_ms();
-        let (stored, unchanged, agents) = self
+        let (stored, carry, agents) = self
             .ctx
             .blocking(move |reg| {
-                let (w, same) = reg.define_workflow(workflow, now)?;
-                Ok((w, same, reg.agents()?))
+                let (w, carry) = reg.define_workflow(workflow, now)?;
+                Ok((w, carry, reg.agents()?))
             })
             .await?;
         Ok(Response::new(proto::DefineWorkflowResponse {
             workflow: Some(workflow_proto(&stored, &agents, now)),
-            unchanged,
+            unchanged: carry.unchanged(),
+            statistics: carry.describe(),
+        }))
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<proto::DeleteWorkflowRequest>,
+    ) -> Result<Response<proto::DeleteWorkflowResponse>, Status> {
+        let req = request.into_inner();
+        let now = now_ms();
+        let (versions, expired) = self
+            .ctx
+            .blocking(move |reg| reg.delete_workflow(&req.workflow_id, req.force, now))
+            .await?;
+        for r in &expired {
+            self.ctx.run_event(EventKind::Expired, run_proto(r));
+        }
+        Ok(Response::new(proto::DeleteWorkflowResponse {
+            versions: versions as u64,
+            expired_runs: expired.into_iter().map(|r| r.run_id).collect(),
         }))
     }
 
@@ -241,11 +263,6 @@ impl proto::workflows_server::Workflows for WorkflowsService {
         request: Request<proto::StartRunRequest>,
     ) -> Result<Response<proto::StartRunResponse>, Status> {
         let req = request.into_inner();
-        if req.run_id.contains('\0') || req.run_id.len() > 256 {
-            return Err(Status::invalid_argument(
-                "run_id must be at most 256 bytes without NUL characters",
-            ));
-        }
         let now = now_ms();
         let version = (req.version != 0).then_some(req.version);
         let run = self
@@ -260,6 +277,22 @@ impl proto::workflows_server::Workflows for WorkflowsService {
                     req.run_id.clone()
                 };
                 let run = Run::start(run_id, &w, now);
+                run.check()?;
+                if !req.force {
+                    let agents = reg.agents()?;
+                    let live = agents
+                        .iter()
+                        .filter(|a| a.is_live(now))
+                        .map(|a| a.name.as_str());
+                    let readiness = w.readiness(live);
+                    if !readiness.ready {
+                        return Err(RegistryError::WorkflowNotReady {
+                            workflow_id: w.workflow_id.clone(),
+                            missing: readiness.missing,
+                        }
+                        .into());
+                    }
+                }
                 reg.insert_run(&run)?;
                 Ok(run)
             })
@@ -305,6 +338,7 @@ impl proto::workflows_server::Workflows for WorkflowsService {
         request: Request<proto::FinishRunRequest>,
     ) -> Result<Response<proto::FinishRunResponse>, Status> {
         let req = request.into_inner();
+        let duration_from_daemon = req.duration_ms.is_none();
         let now = now_ms();
         let (run, workflow, agents) = self
             .ctx
@@ -323,6 +357,7 @@ impl proto::workflows_server::Workflows for WorkflowsService {
         Ok(Response::new(proto::FinishRunResponse {
             run: Some(pb),
             workflow: Some(workflow_proto(&workflow, &agents, now)),
+            duration_from_daemon,
         }))
     }
 

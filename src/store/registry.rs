@@ -28,7 +28,7 @@ use super::codec::{decode, encode, CodecError};
 use super::{Store, StoreError};
 use crate::registry::{
     check_agent_removal, Agent, RegistryError, RetentionPolicy, Run, SessionVersion,
-    SessionVersionMeta, WorkflowDefinition, DEFAULT_MAX_SESSION_BYTES,
+    SessionVersionMeta, StatisticsCarry, WorkflowDefinition, DEFAULT_MAX_SESSION_BYTES,
 };
 
 const SETTINGS_KEY: &[u8] = b"settings";
@@ -336,8 +336,12 @@ impl RegistryStore {
                     continue;
                 }
             }
-            self.define_workflow(w, now_ms)?;
-            installed.push(id);
+            let (_, carry) = self.define_workflow(w, now_ms)?;
+            if carry.unchanged() {
+                unchanged.push(id);
+            } else {
+                installed.push(id);
+            }
         }
         self.meta.insert(DEFAULTS_KEY, encode(&now_ms)?)?;
         self.flush()?;
@@ -467,24 +471,27 @@ impl RegistryStore {
     }
 
     /// Stores `workflow` (already validated) as the next version of its id, unless the latest
-    /// version has the same definition and statistics (then returns it, `true`). Concurrent
-    /// definitions each get their own version. Durable on return.
+    /// version has the same definition (then nothing is written and its learned statistics
+    /// stay, whatever figures were given: clients that define on every start must not reset
+    /// them). Says where the stored version's statistics came from. Concurrent definitions
+    /// each get their own version. Durable on return.
     pub fn define_workflow(
         &self,
         workflow: WorkflowDefinition,
         now_ms: i64,
-    ) -> Result<(WorkflowDefinition, bool)> {
+    ) -> Result<(WorkflowDefinition, StatisticsCarry)> {
         loop {
             let latest = self.workflow(&workflow.workflow_id, None)?;
             if let Some(l) = &latest {
-                if l.same_definition(&workflow)
-                    && l.estimated_time == workflow.estimated_time
-                    && l.success_rate == workflow.success_rate
-                {
-                    return Ok((l.clone(), true));
+                if l.same_definition(&workflow) {
+                    let carry = StatisticsCarry::Unchanged {
+                        version: l.version,
+                        runs: l.run_count,
+                    };
+                    return Ok((l.clone(), carry));
                 }
             }
-            let next = workflow.clone().redefine(latest.as_ref(), now_ms);
+            let (next, carry) = workflow.clone().next_version(latest.as_ref(), now_ms);
             let key = versioned_key(&next.workflow_id, next.version);
             let swapped = self.workflows.compare_and_swap(
                 key,
@@ -493,10 +500,56 @@ impl RegistryStore {
             )?;
             if swapped.is_ok() {
                 self.flush()?;
-                return Ok((next, false));
+                return Ok((next, carry));
             }
             // Another client took this version number: try again with the next one.
         }
+    }
+
+    /// Deletes every version of a workflow. Refused while runs of it are open unless `force`,
+    /// which expires them (at `now_ms`, saying why). Finished runs stay as history. Returns
+    /// the number of versions deleted and the runs expired. Durable on return.
+    pub fn delete_workflow(&self, id: &str, force: bool, now_ms: i64) -> Result<(usize, Vec<Run>)> {
+        let keys: Vec<sled::IVec> = self
+            .workflows
+            .scan_prefix(versions_prefix(id))
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        if keys.is_empty() {
+            return Err(RegistryStoreError::NotFound(format!(
+                "no workflow {id:?}; `wfdb workflow list` shows the workflows"
+            )));
+        }
+        let open: Vec<Run> = self
+            .runs()?
+            .into_iter()
+            .filter(|r| r.workflow_id == id && !r.is_finished())
+            .collect();
+        if !open.is_empty() && !force {
+            return Err(RegistryStoreError::Domain(RegistryError::WorkflowInUse {
+                workflow_id: id.to_string(),
+                open_runs: open.iter().map(|r| r.run_id.clone()).collect(),
+            }));
+        }
+        let mut expired = Vec::new();
+        for r in open {
+            let (run, _) = self.update_run(&r.run_id, |run, _| {
+                if !run.is_finished() {
+                    run.expire(now_ms, "its workflow was deleted")?;
+                }
+                Ok(false)
+            })?;
+            if run.finished_at_ms == Some(now_ms) {
+                expired.push(run);
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for k in &keys {
+            batch.remove(k.clone());
+        }
+        self.workflows.apply_batch(batch)?;
+        self.flush()?;
+        Ok((keys.len(), expired))
     }
 
     // ---- runs ----
@@ -857,10 +910,11 @@ mod tests {
     fn workflow_versions_and_unchanged_redefinition() {
         let (_d, reg) = open();
         let w = default_workflows().remove(0);
-        let (v1, same) = reg.define_workflow(w.clone(), 5).unwrap();
-        assert_eq!((v1.version, same), (1, false));
-        let (again, same) = reg.define_workflow(w.clone(), 6).unwrap();
-        assert_eq!((again.version, same), (1, true));
+        let (v1, carry) = reg.define_workflow(w.clone(), 5).unwrap();
+        assert_eq!((v1.version, carry), (1, StatisticsCarry::First));
+        let (again, carry) = reg.define_workflow(w.clone(), 6).unwrap();
+        assert_eq!(again.version, 1);
+        assert!(carry.unchanged());
         let mut w2 = w.clone();
         w2.description = "changed".into();
         let (v2, _) = reg.define_workflow(w2, 7).unwrap();
@@ -870,6 +924,112 @@ mod tests {
             reg.workflow(&w.workflow_id, None).unwrap().unwrap().version,
             2
         );
+        assert_eq!(reg.latest_workflows().unwrap().len(), 1);
+    }
+
+    /// Finishes one run of the latest version of `id` (started at `at`, lasting `secs`).
+    fn finished_run(reg: &RegistryStore, id: &str, run_id: &str, success: bool, secs: u64) {
+        let w = reg.workflow(id, None).unwrap().unwrap();
+        reg.insert_run(&Run::start(run_id, &w, 1)).unwrap();
+        reg.update_run(run_id, |run, w| {
+            let secs = run.finish(success, Some(secs * 1000), String::new(), 2)?;
+            crate::registry::apply_outcome(w, success, secs)?;
+            Ok(true)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn redefinitions_keep_learned_statistics_unless_the_work_changed() {
+        let (_d, reg) = open();
+        let w = default_workflows().remove(0);
+        let id = w.workflow_id.clone();
+        reg.define_workflow(w.clone(), 1).unwrap();
+        finished_run(&reg, &id, "r1", false, 5);
+        let learned = reg.workflow(&id, None).unwrap().unwrap();
+        assert_eq!(learned.run_count, 1);
+        assert!(learned.success_rate < w.success_rate);
+
+        // The same definition with its original figures (what a client defining on every
+        // start sends): no new version, nothing reset.
+        let (same, carry) = reg.define_workflow(w.clone(), 3).unwrap();
+        assert_eq!(
+            carry,
+            StatisticsCarry::Unchanged {
+                version: 1,
+                runs: 1
+            }
+        );
+        assert_eq!(same, learned);
+
+        // A new description: a new version that keeps what was learned.
+        let mut described = w.clone();
+        described.description = "clearer".into();
+        let (v2, carry) = reg.define_workflow(described.clone(), 4).unwrap();
+        assert_eq!(
+            carry,
+            StatisticsCarry::KeptFrom {
+                version: 1,
+                runs: 1
+            }
+        );
+        assert_eq!(
+            (v2.version, v2.run_count, v2.success_rate, v2.estimated_time),
+            (2, 1, learned.success_rate, learned.estimated_time)
+        );
+
+        // Other steps: the figures given; version 2 keeps its own.
+        let mut reworked = described;
+        reworked.steps.pop();
+        reworked.success_rate = 0.5;
+        let (v3, carry) = reg.define_workflow(reworked, 5).unwrap();
+        assert_eq!(
+            carry,
+            StatisticsCarry::Given {
+                previous_version: 2,
+                previous_runs: 1
+            }
+        );
+        assert_eq!((v3.version, v3.run_count, v3.success_rate), (3, 0, 0.5));
+        assert_eq!(reg.workflow(&id, Some(2)).unwrap().unwrap(), v2);
+    }
+
+    #[test]
+    fn deleting_a_workflow_is_refused_while_runs_are_open_unless_forced() {
+        let (_d, reg) = open();
+        let w = default_workflows().remove(0);
+        let id = w.workflow_id.clone();
+        reg.define_workflow(w.clone(), 1).unwrap();
+        let mut w2 = w.clone();
+        w2.description = "v2".into();
+        reg.define_workflow(w2, 2).unwrap();
+        finished_run(&reg, &id, "done", true, 1);
+        let latest = reg.workflow(&id, None).unwrap().unwrap();
+        reg.insert_run(&Run::start("open", &latest, 3)).unwrap();
+
+        match reg.delete_workflow(&id, false, 4) {
+            Err(RegistryStoreError::Domain(RegistryError::WorkflowInUse { open_runs, .. })) => {
+                assert_eq!(open_runs, vec!["open".to_string()])
+            }
+            other => panic!("expected WorkflowInUse, got {other:?}"),
+        }
+        assert_eq!(reg.workflow_versions(&id).unwrap().len(), 2);
+
+        let (versions, expired) = reg.delete_workflow(&id, true, 5).unwrap();
+        assert_eq!(versions, 2);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].run_id, "open");
+        assert_eq!(expired[0].status, crate::registry::RunStatus::Expired);
+        assert!(reg.workflow(&id, None).unwrap().is_none());
+        // Finished runs stay as history.
+        assert!(reg.run("done").unwrap().is_some());
+        assert!(matches!(
+            reg.delete_workflow(&id, false, 6),
+            Err(RegistryStoreError::NotFound(_))
+        ));
+        // Other workflows are untouched.
+        reg.define_workflow(default_workflows().remove(1), 7)
+            .unwrap();
         assert_eq!(reg.latest_workflows().unwrap().len(), 1);
     }
 
