@@ -372,3 +372,336 @@ async fn live_graph_equals_a_cold_index_after_random_edits() {
     assert_eq!(live, fresh, "the live graph differs from a cold index");
     assert!(cold.stop().success());
 }
+
+// ------------------------------------------------------------------ dependencies are the truth
+
+/// Parses the one JSON line a `--json` verb printed.
+fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// A tree whose dependency graph takes a moment to build: thousands of modules, each with
+/// hundreds of imports of modules that are not there (each resolved in vain), beside a small
+/// application whose edges are known.
+fn slow_graph_tree(root: &Path) {
+    let mut body = String::new();
+    for j in 0..50 {
+        body.push_str(&format!(
+            "import missing{j}.sub.mod{j}\nfrom gone{j} import name{j}\n"
+        ));
+    }
+    for i in 0..1000 {
+        let path = root.join(format!("gen/g{}/m{i}.py", i % 25));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &body).unwrap();
+    }
+    write_tree(
+        root,
+        &[
+            ("app/__init__.py", ""),
+            (
+                "app/main.py",
+                "import app.util\nfrom lib import helper\nimport os\n",
+            ),
+            ("app/util.py", "X = 1\n"),
+            ("lib/__init__.py", ""),
+            ("lib/helper.py", "import app.util\n"),
+        ],
+    );
+}
+
+/// Right after readiness, while the graph of a big tree is still being built: a synced
+/// `wfdb file` waits for it and answers the real dependencies; an unsynced one answers at
+/// once, either complete or marked pending (never an empty list passed off as the truth); a
+/// synced `wfdb files` carries them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_right_after_readiness_are_waited_for_or_marked_pending() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    slow_graph_tree(&root);
+    let d = start(
+        &dirs,
+        &[root.as_os_str(), "--sync-timeout".as_ref(), "120s".as_ref()],
+    )
+    .await;
+    let want_deps = serde_json::json!(["app/util.py", "lib/helper.py"]);
+    let want_externals = serde_json::json!(["os"]);
+
+    let (code, out, err) = cli(&d.socket, &["--json", "file", "--unsynced", "app/main.py"]);
+    assert_eq!(code, 0, "{err}");
+    let early = json_of(&out);
+    let pending_seen = early["dependencies_pending"] == serde_json::json!(true);
+    if !pending_seen {
+        assert_eq!(early["dependencies"], want_deps, "{early}");
+        assert_eq!(early["externals"], want_externals, "{early}");
+    }
+
+    let (code, out, err) = cli(&d.socket, &["--json", "file", "app/main.py"]);
+    assert_eq!(code, 0, "{err}");
+    let synced = json_of(&out);
+    assert_eq!(synced["dependencies"], want_deps, "{synced}");
+    assert_eq!(synced["externals"], want_externals, "{synced}");
+    assert_eq!(synced["dependencies_pending"], serde_json::json!(false));
+
+    let (code, out, err) = cli(&d.socket, &["--json", "files", "--prefix", "lib"]);
+    assert_eq!(code, 0, "{err}");
+    let helper = out
+        .lines()
+        .map(json_of)
+        .find(|v| v["path"] == "lib/helper.py")
+        .unwrap_or_else(|| panic!("lib/helper.py not listed: {out}"));
+    assert_eq!(helper["dependencies"], serde_json::json!(["app/util.py"]));
+    assert_eq!(helper["dependencies_pending"], serde_json::json!(false));
+
+    // Once built, unsynced answers are complete and not pending.
+    let (code, out, err) = cli(&d.socket, &["--json", "file", "--unsynced", "app/main.py"]);
+    assert_eq!(code, 0, "{err}");
+    let late = json_of(&out);
+    assert_eq!(late["dependencies"], want_deps);
+    assert_eq!(late["dependencies_pending"], serde_json::json!(false));
+    // The text view says so when pending; here it is not.
+    let (code, out, _) = cli(&d.socket, &["file", "app/main.py"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("pending"), "{out}");
+    eprintln!("graph still building right after readiness: {pending_seen}");
+    for line in d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("dependency graph built"))
+    {
+        eprintln!("{line}");
+    }
+    assert!(d.stop().success());
+}
+
+/// A synced query that cannot get the graph in time refuses with DEADLINE_EXCEEDED and says
+/// the graph is still building; the unsynced one answers, marked pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_still_building_is_refused_after_the_sync_timeout_never_answered_empty() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    slow_graph_tree(&root);
+    let d = start(
+        &dirs,
+        &[
+            root.as_os_str(),
+            "--sync-timeout".as_ref(),
+            "200ms".as_ref(),
+        ],
+    )
+    .await;
+    let mut catalog = d.catalog().await;
+    let mut refused = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    // Until the graph is built, every synced answer is either refused as building or complete.
+    loop {
+        let unsynced = catalog
+            .get_file(proto::GetFileRequest {
+                path: "app/main.py".into(),
+                unsynced: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .file
+            .unwrap();
+        match get_file(&mut catalog, "app/main.py").await {
+            Ok(f) => {
+                assert_eq!(f.dependencies, ["app/util.py", "lib/helper.py"]);
+                assert!(!f.dependencies_pending);
+                break;
+            }
+            Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
+                if e.message().contains("dependency graph") {
+                    assert!(e.message().contains("still being built"), "{e:?}");
+                    refused += 1;
+                }
+            }
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+        if !unsynced.dependencies_pending {
+            assert_eq!(unsynced.dependencies, ["app/util.py", "lib/helper.py"]);
+        }
+        if refused == 1 {
+            // The CLI: the refusal and its reason, exit 1 (not "daemon unreachable"), or,
+            // if the graph was built meanwhile, the answer.
+            let (code, out, err) = cli(&d.socket, &["file", "app/main.py"]);
+            match code {
+                0 => assert!(out.contains("lib/helper.py"), "{out}"),
+                1 => assert!(err.contains("DeadlineExceeded"), "{err}"),
+                _ => panic!("exit {code}: {err}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "the graph was never built");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("synced queries refused while building: {refused}");
+    assert!(d.stop().success());
+}
+
+/// A tree with import cycles across components: `a` ↔ `b` (two components), `c` → `d` →
+/// `e` → `c`, and `f` importing into the first cycle.
+fn cyclic_tree(root: &Path) {
+    write_tree(
+        root,
+        &[
+            ("one/__init__.py", ""),
+            ("one/a.py", "import two.b\n"),
+            ("two/__init__.py", ""),
+            ("two/b.py", "import one.a\nimport json\n"),
+            ("ring/__init__.py", ""),
+            ("ring/c.py", "from ring import d\n"),
+            ("ring/d.py", "from ring import e\n"),
+            ("ring/e.py", "from ring import c\n"),
+            ("tail/f.py", "import one.a\n"),
+        ],
+    );
+}
+
+/// Right after readiness (the graph may still be building): the knowledge graph carries the
+/// `depends_on` edges, `get_related_files` through the Knowledge service reaches a
+/// dependency in another component, the export writes each file's real dependencies, and the
+/// report counts exactly the cycles `wfdb graph cycles` finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_export_and_report_carry_the_dependency_edges() {
+    use workflowdb::proto::knowledge_client::KnowledgeClient;
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    cyclic_tree(&root);
+    let d = start(&dirs, &[root.as_os_str()]).await;
+
+    let g = KnowledgeClient::new(d.channel().await)
+        .get_graph(proto::GetGraphRequest { full: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let depends: Vec<(String, String)> = g
+        .edges
+        .iter()
+        .filter(|e| e.kind == "depends_on")
+        .map(|e| (e.source.clone(), e.target.clone()))
+        .collect();
+    for (from, to) in [
+        ("file:one/a.py", "file:two/b.py"),
+        ("file:two/b.py", "file:one/a.py"),
+        ("file:ring/c.py", "file:ring/d.py"),
+        ("file:ring/e.py", "file:ring/c.py"),
+        ("file:tail/f.py", "file:one/a.py"),
+    ] {
+        assert!(
+            depends.contains(&(from.to_string(), to.to_string())),
+            "{from} -> {to} missing from {depends:?}"
+        );
+    }
+    assert_eq!(depends.len(), 6, "{depends:?}");
+
+    // get_related_files: `tail/f.py` shares no component or agent with `two/b.py`; only the
+    // dependency edges join them.
+    let related = KnowledgeClient::new(d.channel().await)
+        .lookup(proto::LookupRequest {
+            relation: "related_files".into(),
+            name: "tail/f.py".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    assert!(related.contains(&"one/a.py".to_string()), "{related:?}");
+    assert!(related.contains(&"two/b.py".to_string()), "{related:?}");
+    let (code, out, err) = cli(
+        &d.socket,
+        &["--json", "kg", "lookup", "related_files", "tail/f.py"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("two/b.py"), "{out}");
+
+    // The export.
+    let (code, out, err) = cli(&d.socket, &["--json", "export", "-"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = json_of(&out);
+    assert_eq!(
+        doc["files"]["two/b.py"]["dependencies"],
+        serde_json::json!(["one/a.py"])
+    );
+    assert_eq!(
+        doc["files"]["two/b.py"]["externals"],
+        serde_json::json!(["json"])
+    );
+    assert_eq!(
+        doc["files"]["ring/c.py"]["dependencies"],
+        serde_json::json!(["ring/d.py"])
+    );
+    assert!(doc["files"]["two/b.py"]
+        .get("dependencies_pending")
+        .is_none());
+    let file_deps = doc["knowledge_graph"]["file_dependencies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no file_dependencies: {}", doc["knowledge_graph"]));
+    assert_eq!(file_deps.len(), 6, "{file_deps:?}");
+
+    // The report and `graph cycles` agree.
+    let (code, out, err) = cli(&d.socket, &["report", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reported = report["graph"]["dependency_cycles"].clone();
+    let (code, out, err) = cli(&d.socket, &["--json", "graph", "cycles"]);
+    assert_eq!(code, 0, "{err}");
+    let found: Vec<serde_json::Value> = out.lines().map(|l| json_of(l)["files"].clone()).collect();
+    assert_eq!(reported, serde_json::Value::Array(found.clone()));
+    assert_eq!(
+        found,
+        [
+            serde_json::json!(["ring/c.py", "ring/d.py", "ring/e.py"]),
+            serde_json::json!(["one/a.py", "two/b.py"]),
+        ]
+    );
+    let (code, text, _) = cli(&d.socket, &["report"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("2 dependency cycles"), "{text}");
+    assert!(d.stop().success());
+}
+
+/// Through the daemon: a TypeScript importer of `./x.js` moves to `x.ts` when it appears
+/// beside `x.js`, and back when it goes; a JavaScript importer keeps `x.js`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_file_appearing_beside_a_js_file_takes_over_typescript_importers() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    write_tree(
+        &root,
+        &[
+            ("web/a.ts", "import { x } from './x.js';\n"),
+            ("web/b.mjs", "import { x } from './x.js';\n"),
+            ("web/x.js", "export const x = 1;\n"),
+        ],
+    );
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let mut catalog = d.catalog().await;
+    let deps = |f: proto::FileInfo| f.dependencies;
+    assert_eq!(
+        deps(get_file(&mut catalog, "web/a.ts").await.unwrap()),
+        ["web/x.js"]
+    );
+    std::fs::write(root.join("web/x.ts"), "export const x = 1;\n").unwrap();
+    assert_eq!(
+        deps(get_file(&mut catalog, "web/a.ts").await.unwrap()),
+        ["web/x.ts"]
+    );
+    assert_eq!(
+        deps(get_file(&mut catalog, "web/b.mjs").await.unwrap()),
+        ["web/x.js"]
+    );
+    std::fs::write(root.join("web/x.d.ts"), "export declare const x: number;\n").unwrap();
+    std::fs::remove_file(root.join("web/x.ts")).unwrap();
+    assert_eq!(
+        deps(get_file(&mut catalog, "web/a.ts").await.unwrap()),
+        ["web/x.d.ts"]
+    );
+    std::fs::remove_file(root.join("web/x.d.ts")).unwrap();
+    assert_eq!(
+        deps(get_file(&mut catalog, "web/a.ts").await.unwrap()),
+        ["web/x.js"]
+    );
+    assert!(d.stop().success());
+}

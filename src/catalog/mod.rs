@@ -116,6 +116,14 @@ pub struct ScanReport {
     pub reason: String,
 }
 
+impl ScanReport {
+    /// Whether the reconcile added, modified or removed any file (derived state such as the
+    /// dependency graph must then follow).
+    pub fn changed_files(&self) -> bool {
+        self.files_added + self.files_modified + self.files_removed > 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

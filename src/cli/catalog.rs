@@ -41,6 +41,10 @@ pub struct FilesArgs {
     /// At most this many files (0: all).
     #[arg(long, default_value_t = 0)]
     limit: u64,
+    /// Answer at once, without proving earlier changes were applied or waiting for the
+    /// dependency graph (dependencies are then marked pending while it builds).
+    #[arg(long)]
+    unsynced: bool,
 }
 
 /// The line `status` and `doctor` show while the database cannot be written.
@@ -224,13 +228,15 @@ pub async fn files(channel: Channel, args: FilesArgs, out: &Output) -> anyhow::R
             max_size: args.max_size,
             since_clock: args.since,
             limit: args.limit,
-            unsynced: false,
+            unsynced: args.unsynced,
         })
         .await?
         .into_inner();
     let mut rows = Vec::new();
+    let mut pending = false;
     while let Some(chunk) = stream.message().await? {
         for f in &chunk.files {
+            pending |= f.dependencies_pending;
             if out.json {
                 out.json_line(&file_json(f));
             } else {
@@ -253,14 +259,22 @@ pub async fn files(channel: Channel, args: FilesArgs, out: &Output) -> anyhow::R
             &["PATH", "TYPE", "PURPOSE", "SIZE", "CHECKSUM"],
             &rows,
         ));
+        if pending {
+            eprintln!("wfdb: {PENDING}");
+        }
     }
     Ok(())
 }
+
+/// What an answer with `dependencies_pending` means.
+const PENDING: &str = "dependencies pending: the dependency graph is still being built, so \
+     dependency lists may be incomplete (ask again without --unsynced to wait for it)";
 
 pub async fn file(
     channel: Channel,
     path: String,
     root: Option<String>,
+    unsynced: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
     let resp = CatalogClient::new(channel)
@@ -268,7 +282,7 @@ pub async fn file(
             root: root.unwrap_or_default(),
             path,
             path_bytes: Vec::new(),
-            unsynced: false,
+            unsynced,
         })
         .await?
         .into_inner();
@@ -281,11 +295,15 @@ pub async fn file(
     } else if let Some(map) = v.as_object() {
         let rows: Vec<(String, String)> = map
             .iter()
+            .filter(|(k, _)| *k != "dependencies_pending")
             .map(|(k, v)| {
-                let shown = match v {
+                let mut shown = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
+                if f.dependencies_pending && (k == "dependencies" || k == "externals") {
+                    shown = format!("{shown} ({PENDING})");
+                }
                 (k.clone(), shown)
             })
             .collect();

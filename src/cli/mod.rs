@@ -71,6 +71,10 @@ enum Command {
         path: String,
         #[arg(long)]
         root: Option<String>,
+        /// Answer at once, without proving earlier changes were applied or waiting for the
+        /// dependency graph (its dependencies are then marked pending while it builds).
+        #[arg(long)]
+        unsynced: bool,
     },
     /// List groups of files with identical content.
     Duplicates {
@@ -396,7 +400,11 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
         }
         Command::Status { root } => catalog::status(channel, root, &out).await,
         Command::Files(args) => catalog::files(channel, args, &out).await,
-        Command::File { path, root } => catalog::file(channel, path, root, &out).await,
+        Command::File {
+            path,
+            root,
+            unsynced,
+        } => catalog::file(channel, path, root, unsynced, &out).await,
         Command::Duplicates {
             root,
             min_size,

@@ -57,6 +57,7 @@ pub fn file_json(f: &proto::FileInfo) -> Value {
         "checksum": f.checksum,
         "dependencies": f.dependencies,
         "externals": f.externals,
+        "dependencies_pending": f.dependencies_pending,
         "related_agents": f.related_agents,
         "clock": f.clock,
     });

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::deps::{DependencyIndex, Lang, ResolveConfig};
 use crate::graph::{DepGraph, GraphBuilder};
@@ -49,18 +50,95 @@ struct Inner {
     /// While a rebuild runs, changes are queued here and replayed on its result.
     rebuilding: bool,
     pending: Vec<(String, bool)>,
+    /// Rebuilds asked for so far (one per reconcile that changed files), and how many of them
+    /// the index reflects: a rebuild that starts after a request answers it.
+    requested: u64,
+    built: u64,
+    /// Why the last rebuild failed, until one succeeds.
+    failed: Option<String>,
+}
+
+impl Inner {
+    fn state(&self) -> GraphState {
+        if self.index.is_some() && self.built >= self.requested {
+            GraphState::Current
+        } else if let Some(why) = &self.failed {
+            GraphState::Failed(why.clone())
+        } else {
+            GraphState::Building
+        }
+    }
+}
+
+/// Whether a root's dependency lists are the truth about its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphState {
+    /// Built, and every reconcile's changes are in it (event batches always are).
+    Current,
+    /// Not built yet, or a rebuild after a reconcile is under way (the previous graph, if
+    /// any, still answers unsynced queries).
+    Building,
+    /// The last rebuild failed (the reason); the previous graph, if any, still answers.
+    Failed(String),
+}
+
+/// One file's dependencies as the live graph knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileDeps {
+    /// Repository files it imports.
+    pub dependencies: Vec<String>,
+    /// Imports naming something outside the repository.
+    pub externals: Vec<String>,
+    /// The graph is not current: the lists may be incomplete or stale (empty before the first
+    /// build).
+    pub pending: bool,
 }
 
 /// The dependency graph of one root.
 #[derive(Default)]
 pub struct RootGraph {
     inner: Mutex<Inner>,
+    /// Held by the rebuild in progress, so two rebuilds never interleave their replays.
+    rebuilds: Mutex<()>,
+    /// Woken whenever a rebuild ends.
+    settled: tokio::sync::Notify,
 }
 
 impl RootGraph {
     /// Whether the graph has been built (queries before that are refused as unavailable).
     pub fn is_ready(&self) -> bool {
         self.lock().index.is_some()
+    }
+
+    /// Whether the graph is current, building, or failed to build.
+    pub fn state(&self) -> GraphState {
+        self.lock().state()
+    }
+
+    /// Marks the graph stale until the next rebuild ends: call it under the root's writer
+    /// when a reconcile changed files (a rebuild follows), so no synced query can slip in
+    /// between the reconcile and the rebuild.
+    pub fn request_rebuild(&self) {
+        self.lock().requested += 1;
+    }
+
+    /// Waits until the graph is current or its rebuild failed, at most `timeout`; returns the
+    /// state then (`Building` when the time ran out).
+    pub async fn wait_settled(&self, timeout: Duration) -> GraphState {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            // Registered before the state is read, so a rebuild ending in between wakes us.
+            settled.as_mut().enable();
+            let state = self.state();
+            if state != GraphState::Building {
+                return state;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return self.state();
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -75,21 +153,25 @@ impl RootGraph {
         store: &RootStore,
         config: &ResolveConfig,
     ) -> Result<(), DaemonError> {
-        {
+        let _one = self.rebuilds.lock().unwrap_or_else(|p| p.into_inner());
+        let target = {
             let mut inner = self.lock();
             inner.rebuilding = true;
             inner.pending.clear();
-        }
-        let mut index = DependencyIndex::new(config.clone());
-        for rec in store.files_under(None) {
-            let rec = rec?;
-            let Some(path) = rec.path.as_str() else {
-                continue;
-            };
-            index.upsert(path, &read_text(root, path));
-        }
-        index.finish();
+            inner.requested
+        };
+        let built = Self::build(root, store, config);
         let mut inner = self.lock();
+        let mut index = match built {
+            Ok(index) => index,
+            Err(e) => {
+                inner.rebuilding = false;
+                inner.failed = Some(e.to_string());
+                drop(inner);
+                self.settled.notify_waiters();
+                return Err(e);
+            }
+        };
         for (path, removed) in std::mem::take(&mut inner.pending) {
             if removed {
                 index.remove(&path);
@@ -101,7 +183,29 @@ impl RootGraph {
         inner.index = Some(index);
         inner.rebuilding = false;
         inner.generation += 1;
+        inner.built = inner.built.max(target);
+        inner.failed = None;
+        drop(inner);
+        self.settled.notify_waiters();
         Ok(())
+    }
+
+    /// A fresh index of every catalogued file (blocking).
+    fn build(
+        root: &Path,
+        store: &RootStore,
+        config: &ResolveConfig,
+    ) -> Result<DependencyIndex, DaemonError> {
+        let mut index = DependencyIndex::new(config.clone());
+        for rec in store.files_under(None) {
+            let rec = rec?;
+            let Some(path) = rec.path.as_str() else {
+                continue;
+            };
+            index.upsert(path, &read_text(root, path));
+        }
+        index.finish();
+        Ok(index)
     }
 
     /// Applies one batch of catalog changes (blocking: reads the changed sources).
@@ -131,15 +235,21 @@ impl RootGraph {
         inner.generation += 1;
     }
 
-    /// A file's resolved dependencies and external imports (empty until the graph is built).
-    pub fn edges_of(&self, path: &RelPath) -> (Vec<String>, Vec<String>) {
+    /// A file's resolved dependencies and external imports, and whether the graph is
+    /// pending (then they may be incomplete: empty before the first build).
+    pub fn edges_of(&self, path: &RelPath) -> FileDeps {
         let inner = self.lock();
+        let pending = inner.state() != GraphState::Current;
         match (inner.index.as_ref(), path.as_str()) {
-            (Some(index), Some(p)) => (
-                index.edges(p).iter().map(|e| e.target.clone()).collect(),
-                index.externals(p).to_vec(),
-            ),
-            _ => (Vec::new(), Vec::new()),
+            (Some(index), Some(p)) => FileDeps {
+                dependencies: index.edges(p).iter().map(|e| e.target.clone()).collect(),
+                externals: index.externals(p).to_vec(),
+                pending,
+            },
+            _ => FileDeps {
+                pending,
+                ..FileDeps::default()
+            },
         }
     }
 
@@ -175,5 +285,48 @@ impl RootGraph {
             inner.cache = Some((generation, Arc::clone(&graph)));
         }
         Ok(Some(graph))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn waits_end_when_the_requested_rebuild_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let root_store = store.root("r").unwrap();
+        let graph = Arc::new(RootGraph::default());
+        let path = RelPath::parse(b"a.py").unwrap();
+        // Before the first build: building, and every answer says pending.
+        assert_eq!(graph.state(), GraphState::Building);
+        assert!(graph.edges_of(&path).pending);
+        assert_eq!(
+            graph.wait_settled(Duration::from_millis(20)).await,
+            GraphState::Building
+        );
+        let waiter = {
+            let graph = Arc::clone(&graph);
+            tokio::spawn(async move { graph.wait_settled(Duration::from_secs(60)).await })
+        };
+        graph
+            .rebuild(dir.path(), &root_store, &ResolveConfig::default())
+            .unwrap();
+        assert_eq!(waiter.await.unwrap(), GraphState::Current);
+        assert!(!graph.edges_of(&path).pending);
+        // A reconcile asks for a rebuild: pending again until one starts after the request
+        // and ends.
+        graph.request_rebuild();
+        assert_eq!(graph.state(), GraphState::Building);
+        assert!(graph.edges_of(&path).pending);
+        graph
+            .rebuild(dir.path(), &root_store, &ResolveConfig::default())
+            .unwrap();
+        assert_eq!(
+            graph.wait_settled(Duration::from_millis(1)).await,
+            GraphState::Current
+        );
     }
 }

@@ -61,6 +61,10 @@ pub enum DaemonError {
     StoreFailing { cause: String, since: String },
     #[error("the database must be opened anew after a failure that the store cannot recover from in this process ({0}); the daemon stops with status 75 so that its supervisor restarts it")]
     StoreRestart(String),
+    #[error("the dependency graph of {0} is still being built (waited {1:?}); retry in a moment (an unsynced query answers at once, with its dependencies marked pending)")]
+    GraphBuilding(PathBuf, Duration),
+    #[error("the dependency graph of {0} could not be built: {1}; `wfdb scan` builds it again")]
+    GraphFailed(PathBuf, String),
 }
 
 /// What `wfdb serve` was asked to do.
@@ -280,6 +284,29 @@ impl DaemonState {
         self.health.check()
     }
 
+    /// Waits until the dependency graph of each of `roots` is current (built, with every
+    /// reconcile's changes in it), at most the sync timeout in all. Queries that answer with
+    /// dependencies call it, so they never answer an empty or stale list as the truth.
+    pub async fn wait_graphs(&self, roots: &[Arc<Root>]) -> Result<(), DaemonError> {
+        let deadline = Instant::now() + self.sync_timeout;
+        for root in roots {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match root.graph.wait_settled(left).await {
+                depgraph::GraphState::Current => {}
+                depgraph::GraphState::Building => {
+                    return Err(DaemonError::GraphBuilding(
+                        root.path.clone(),
+                        self.sync_timeout,
+                    ))
+                }
+                depgraph::GraphState::Failed(why) => {
+                    return Err(DaemonError::GraphFailed(root.path.clone(), why))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Rebuilds a root's dependency graph in the background.
     pub fn spawn_graph_rebuild(&self, root: &Arc<Root>) {
         let root = Arc::clone(root);
@@ -318,7 +345,8 @@ impl DaemonState {
             .inspect_err(|e| {
                 self.note_error(e);
             })?;
-        if report.files_added + report.files_modified + report.files_removed > 0 {
+        // A graph whose last build failed is built again by any reconcile.
+        if report.changed_files() || matches!(root.graph.state(), depgraph::GraphState::Failed(_)) {
             self.spawn_graph_rebuild(root);
         }
         let clock = root.store.meta()?.clock;
@@ -433,7 +461,7 @@ impl DaemonState {
             tokio::spawn(async move {
                 ready.cancelled().await;
                 match catch_up.reconcile("catch-up", &walk, cancel).await {
-                    Ok(r) if r.files_added + r.files_modified + r.files_removed > 0 => {
+                    Ok(r) if r.changed_files() => {
                         // Something changed before the watches existed: the graph follows, and
                         // subscribers are told to catch up, before synced queries go on.
                         let root = Arc::clone(&catch_up);

@@ -124,6 +124,11 @@ impl Root {
             Ok(Ok(report)) => {
                 self.metrics
                     .record_hashed(report.files_hashed, report.bytes_hashed);
+                if report.changed_files() {
+                    // Still under the writer: a synced query after this reconcile waits for
+                    // the graph rebuild that follows it.
+                    self.graph.request_rebuild();
+                }
                 Ok(report)
             }
             Ok(Err(e)) => Err(e),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::agent::Agent;
-use super::knowledge::{EdgeKind, KnowledgeGraph, NodeId, NodeKind};
+use super::knowledge::{EdgeKind, KnowledgeGraph, NodeKind};
 use super::run::{Run, RunStatus};
 use super::session::SessionVersionMeta;
 use super::time::format_rfc3339_ms;
@@ -84,6 +84,9 @@ pub struct ReportInputs<'a> {
     pub sessions: &'a [(SessionVersionMeta, u64)],
     /// The knowledge graph.
     pub graph: &'a KnowledgeGraph,
+    /// File dependency cycles (each a group of files importing each other), as the dependency
+    /// graph's cycle query finds them: the report and `graph cycles` read the same graph.
+    pub dependency_cycles: &'a [Vec<String>],
 }
 
 fn sorted_counts(m: &BTreeMap<String, u64>) -> Value {
@@ -94,79 +97,6 @@ fn sorted_counts(m: &BTreeMap<String, u64>) -> Value {
             .map(|(k, n)| json!({"key": k, "count": n}))
             .collect(),
     )
-}
-
-/// File dependency cycles: strongly connected groups of files (more than one file), each
-/// sorted, the list sorted.
-pub fn dependency_cycles(graph: &KnowledgeGraph) -> Vec<Vec<String>> {
-    let files: Vec<&NodeId> = graph.nodes_of_kind(NodeKind::File);
-    let index: BTreeMap<&NodeId, usize> = files.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-    let succ: Vec<Vec<usize>> = files
-        .iter()
-        .map(|n| {
-            graph
-                .neighbors(n, super::knowledge::Direction::Out, &[EdgeKind::DependsOn])
-                .iter()
-                .filter_map(|nb| index.get(&nb.node).copied())
-                .collect()
-        })
-        .collect();
-    // Iterative Tarjan.
-    let n = files.len();
-    let mut idx = vec![usize::MAX; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut next = 0;
-    let mut out = Vec::new();
-    for start in 0..n {
-        if idx[start] != usize::MAX {
-            continue;
-        }
-        let mut call: Vec<(usize, usize)> = vec![(start, 0)];
-        idx[start] = next;
-        low[start] = next;
-        next += 1;
-        stack.push(start);
-        on_stack[start] = true;
-        while let Some(&mut (v, ref mut i)) = call.last_mut() {
-            if *i < succ[v].len() {
-                let w = succ[v][*i];
-                *i += 1;
-                if idx[w] == usize::MAX {
-                    idx[w] = next;
-                    low[w] = next;
-                    next += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    call.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(idx[w]);
-                }
-            } else {
-                call.pop();
-                if let Some(&(parent, _)) = call.last() {
-                    low[parent] = low[parent].min(low[v]);
-                }
-                if low[v] == idx[v] {
-                    let mut comp = Vec::new();
-                    while let Some(w) = stack.pop() {
-                        on_stack[w] = false;
-                        comp.push(files[w].name().to_string());
-                        if w == v {
-                            break;
-                        }
-                    }
-                    if comp.len() > 1 {
-                        comp.sort();
-                        out.push(comp);
-                    }
-                }
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The report as one JSON value.
@@ -259,7 +189,7 @@ pub fn build(inputs: &ReportInputs<'_>) -> Value {
         .collect();
     depended.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     depended.truncate(TOP);
-    let cycles = dependency_cycles(g);
+    let cycles = inputs.dependency_cycles;
     let counts = |m: BTreeMap<String, usize>| {
         Value::Object(m.into_iter().map(|(k, v)| (k, json!(v))).collect())
     };
@@ -474,22 +404,20 @@ pub fn render_markdown(report: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::knowledge::NodeId;
     use super::*;
 
     #[test]
-    fn cycles_are_found() {
+    fn cycles_are_reported_as_given() {
         let mut g = KnowledgeGraph::new();
         let f = NodeId::file;
         g.add_edge(f("a"), EdgeKind::DependsOn, f("b"));
-        g.add_edge(f("b"), EdgeKind::DependsOn, f("c"));
+        g.add_edge(f("b"), EdgeKind::DependsOn, f("a"));
         g.add_edge(f("c"), EdgeKind::DependsOn, f("a"));
-        g.add_edge(f("c"), EdgeKind::DependsOn, f("d"));
-        g.add_edge(f("x"), EdgeKind::DependsOn, f("y"));
-        g.add_edge(f("y"), EdgeKind::DependsOn, f("x"));
-        assert_eq!(
-            dependency_cycles(&g),
-            vec![vec!["a", "b", "c"], vec!["x", "y"]]
-        );
+        let cycles = vec![
+            vec!["a".to_string(), "b".to_string()],
+            vec!["x".to_string(), "y".to_string()],
+        ];
         let r = build(&ReportInputs {
             now_ms: 0,
             roots: &[],
@@ -498,9 +426,13 @@ mod tests {
             runs: &[],
             sessions: &[],
             graph: &g,
+            dependency_cycles: &cycles,
         });
+        assert_eq!(r["graph"]["dependency_cycles"], json!(cycles));
+        assert_eq!(r["graph"]["most_depended_on"][0]["path"], "a");
         let text = render_text(&r);
         assert!(text.contains("2 dependency cycles"), "{text}");
+        assert!(text.contains("cycle: a"), "{text}");
         assert!(text.contains("ui_generation v1"), "{text}");
         assert!(render_markdown(&r).contains("## Knowledge graph"));
     }

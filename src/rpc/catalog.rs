@@ -48,12 +48,23 @@ fn with_owners(mut info: proto::FileInfo, owners: &OwnerMatcher) -> proto::FileI
     info
 }
 
-/// Fills `dependencies` and `externals` from the root's live dependency graph.
+/// Fills `dependencies` and `externals` from the root's live dependency graph, and
+/// `dependencies_pending` while that graph is not current.
 fn with_deps(mut info: proto::FileInfo, root: &Root, path: &RelPath) -> proto::FileInfo {
-    let (deps, externals) = root.graph.edges_of(path);
-    info.dependencies = deps;
-    info.externals = externals;
+    let deps = root.graph.edges_of(path);
+    info.dependencies = deps.dependencies;
+    info.externals = deps.externals;
+    info.dependencies_pending = deps.pending;
     info
+}
+
+/// A synced query answering with dependencies also waits for the root's graph.
+async fn sync_with_graph(state: &DaemonState, root: &Arc<Root>) -> Result<(), Status> {
+    state.sync().await.map_err(status_of)?;
+    state
+        .wait_graphs(std::slice::from_ref(root))
+        .await
+        .map_err(status_of)
 }
 
 fn store_status(e: crate::store::StoreError) -> Status {
@@ -70,7 +81,7 @@ impl proto::catalog_server::Catalog for CatalogService {
         let path = request_path(&req.path, &req.path_bytes)?;
         let root = self.root(&req.root)?;
         if !req.unsynced {
-            self.state.sync().await.map_err(status_of)?;
+            sync_with_graph(&self.state, &root).await?;
         }
         let clock = root.store.meta().map_err(store_status)?.clock;
         match root.store.get(&path).map_err(store_status)? {
@@ -115,7 +126,7 @@ impl proto::catalog_server::Catalog for CatalogService {
         };
         let root = self.root(&req.root)?;
         if !req.unsynced {
-            self.state.sync().await.map_err(status_of)?;
+            sync_with_graph(&self.state, &root).await?;
         }
         let clock = root.store.meta().map_err(store_status)?.clock;
         let instance_id = self.state.store.instance_id().to_string();

@@ -43,6 +43,8 @@ pub fn file_info(r: &FileRecord) -> proto::FileInfo {
             .unwrap_or_default(),
         error: r.error.clone().unwrap_or_default(),
         clock: r.clock,
+        // Set by the callers that fill the dependency lists from the live graph.
+        dependencies_pending: false,
     }
 }
 

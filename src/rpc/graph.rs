@@ -30,6 +30,10 @@ impl GraphService {
         let root = self.state.root(root).map_err(status_of)?;
         if !unsynced {
             self.state.sync().await.map_err(status_of)?;
+            self.state
+                .wait_graphs(std::slice::from_ref(&root))
+                .await
+                .map_err(status_of)?;
         }
         let r = Arc::clone(&root);
         let graph = tokio::task::spawn_blocking(move || r.graph.snapshot(&r.store))
@@ -85,7 +89,7 @@ impl proto::graph_server::Graph for GraphService {
         }
         .map_err(graph_status)?;
         let externals = RelPath::parse(path.as_bytes())
-            .map(|p| root.graph.edges_of(&p).1)
+            .map(|p| root.graph.edges_of(&p).externals)
             .unwrap_or_default();
         let direct = if req.reverse {
             g.in_edges(&path)

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::agents::OwnerMatcher;
 use super::registry::{now_ms, RegistryContext};
+use super::status_of;
 use super::structs::struct_of_value;
 use crate::catalog::FileRecord;
 use crate::daemon::DaemonState;
@@ -39,10 +40,26 @@ pub struct KeyedFile {
     pub root_id: String,
     /// The record.
     pub record: FileRecord,
+    /// Root-relative paths of the files it imports, from the root's live dependency graph.
+    pub dependencies: Vec<String>,
+    /// Its imports of things outside the repository.
+    pub externals: Vec<String>,
+    /// The graph was not current when read (see [`wait_for_dependency_graphs`]).
+    pub dependencies_pending: bool,
     /// Dependencies as graph keys.
     pub dependency_keys: Vec<String>,
     /// Agents owning the file.
     pub owners: Vec<String>,
+}
+
+/// A file's key in the knowledge graph, the export and the report: its root-relative path
+/// with one root, `ROOT_ID:path` with several.
+pub fn graph_key(qualified: bool, root_id: &str, path: &str) -> String {
+    if qualified {
+        format!("{root_id}:{path}")
+    } else {
+        path.to_string()
+    }
 }
 
 /// Every record the graph is derived from.
@@ -60,7 +77,9 @@ pub struct GraphRecords {
 }
 
 impl GraphRecords {
-    /// Reads everything (blocking: call from a blocking task).
+    /// Reads everything (blocking: call from a blocking task, after
+    /// [`wait_for_dependency_graphs`]). Dependencies come from each root's live graph: stored
+    /// records do not hold them.
     pub fn load(
         state: &DaemonState,
         reg: &RegistryStore,
@@ -69,26 +88,20 @@ impl GraphRecords {
         let owners = OwnerMatcher::new(&agents);
         let roots = state.roots();
         let qualified = roots.len() > 1;
-        let key = |root_id: &str, path: &str| {
-            if qualified {
-                format!("{root_id}:{path}")
-            } else {
-                path.to_string()
-            }
-        };
+        let key = |root_id: &str, path: &str| graph_key(qualified, root_id, path);
         let mut files = Vec::new();
         for root in &roots {
             for rec in root.store.files_under(None) {
                 let record = rec?;
                 let path = record.path.to_lossy();
+                let deps = root.graph.edges_of(&record.path);
                 files.push(KeyedFile {
                     key: key(&root.id, &path),
                     root_id: root.id.clone(),
-                    dependency_keys: record
-                        .dependencies
-                        .iter()
-                        .map(|d| key(&root.id, d))
-                        .collect(),
+                    dependency_keys: deps.dependencies.iter().map(|d| key(&root.id, d)).collect(),
+                    dependencies: deps.dependencies,
+                    externals: deps.externals,
+                    dependencies_pending: deps.pending,
                     owners: owners.owners(&path),
                     record,
                 });
@@ -130,8 +143,16 @@ impl GraphRecords {
     }
 }
 
+/// Waits (at most the sync timeout) until the dependency graph of every root is current, so
+/// what is derived from the files carries their real `depends_on` edges; refuses with
+/// DEADLINE_EXCEEDED while a graph is still being built, never answers without them.
+pub async fn wait_for_dependency_graphs(state: &DaemonState) -> Result<(), Status> {
+    state.wait_graphs(&state.roots()).await.map_err(status_of)
+}
+
 /// Derives the graph now from the daemon's records.
 pub async fn current_graph(ctx: &RegistryContext) -> Result<KnowledgeGraph, Status> {
+    wait_for_dependency_graphs(&ctx.state).await?;
     let state = Arc::clone(&ctx.state);
     ctx.blocking(move |reg| Ok(GraphRecords::load(&state, &reg)?.graph()))
         .await
@@ -324,6 +345,7 @@ impl proto::knowledge_server::Knowledge for KnowledgeService {
         &self,
         _request: Request<proto::RebuildRequest>,
     ) -> Result<Response<proto::RebuildResponse>, Status> {
+        wait_for_dependency_graphs(&self.ctx.state).await?;
         let state = Arc::clone(&self.ctx.state);
         let now = now_ms();
         let resp = self

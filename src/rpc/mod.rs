@@ -263,7 +263,10 @@ pub fn status_of(e: DaemonError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         DaemonError::NoRoots => Status::failed_precondition(e.to_string()),
-        DaemonError::SyncTimeout(_) => Status::deadline_exceeded(e.to_string()),
+        DaemonError::SyncTimeout(_) | DaemonError::GraphBuilding(..) => {
+            Status::deadline_exceeded(e.to_string())
+        }
+        DaemonError::GraphFailed(..) => Status::unavailable(e.to_string()),
         DaemonError::ShuttingDown
         | DaemonError::StoreFailing { .. }
         | DaemonError::StoreRestart(_)

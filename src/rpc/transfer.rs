@@ -6,10 +6,11 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use tonic::{Request, Response, Status};
 
-use super::knowledge::GraphRecords;
+use super::knowledge::{graph_key, wait_for_dependency_graphs, GraphRecords};
 use super::registry::{now_ms, BoxStream, RegistryContext};
+use super::status_of;
 use crate::catalog::record::rfc3339_ns;
-use crate::daemon::DaemonState;
+use crate::daemon::{DaemonError, DaemonState};
 use crate::proto;
 use crate::registry::document::{self, ExportRecords};
 use crate::registry::report::{self, ReportInputs, RootSummary};
@@ -30,7 +31,7 @@ impl TransferService {
     }
 }
 
-/// The export document (blocking).
+/// The export document (blocking; after [`wait_for_dependency_graphs`]).
 pub fn export_document(
     state: &DaemonState,
     reg: &RegistryStore,
@@ -40,13 +41,11 @@ pub fn export_document(
     let mut files = Map::new();
     for f in &records.files {
         let r = &f.record;
-        files.insert(
-            f.key.clone(),
-            json!({
+        let mut entry = json!({
                 "path": r.path.to_lossy(),
                 "file_type": r.file_type,
                 "purpose": r.purpose.as_str(),
-                "dependencies": r.dependencies,
+                "dependencies": f.dependencies,
                 "related_agents": f.owners,
                 "last_modified": rfc3339_ns(r.fingerprint.mtime_ns),
                 "size_bytes": r.fingerprint.size,
@@ -54,10 +53,14 @@ pub fn export_document(
                 "sha256": r.sha256_hex(),
                 "component": r.component,
                 "description": r.description,
-                "externals": r.externals,
+                "externals": f.externals,
                 "root_id": f.root_id,
-            }),
-        );
+        });
+        if f.dependencies_pending {
+            // A rebuild began after the wait: say so rather than pass a stale list as true.
+            entry["dependencies_pending"] = json!(true);
+        }
+        files.insert(f.key.clone(), entry);
     }
     let mut roots = Vec::new();
     for root in state.roots() {
@@ -80,8 +83,40 @@ pub fn export_document(
     }))
 }
 
-/// The report as JSON (blocking).
-pub fn report_value(state: &DaemonState, reg: &RegistryStore) -> Result<Value, RegistryStoreError> {
+/// The file dependency cycles of every root, as graph keys, from the same query graph that
+/// `graph cycles` reads (so the two always agree). After [`wait_for_dependency_graphs`].
+pub async fn dependency_cycles(state: &DaemonState) -> Result<Vec<Vec<String>>, Status> {
+    let roots = state.roots();
+    let qualified = roots.len() > 1;
+    let mut out = Vec::new();
+    for root in roots {
+        let r = Arc::clone(&root);
+        let graph = tokio::task::spawn_blocking(move || r.graph.snapshot(&r.store))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status_of)?
+            .ok_or_else(|| {
+                status_of(DaemonError::GraphBuilding(
+                    root.path.clone(),
+                    state.sync_timeout,
+                ))
+            })?;
+        out.extend(graph.cycles().into_iter().map(|c| {
+            c.files
+                .iter()
+                .map(|f| graph_key(qualified, &root.id, f))
+                .collect::<Vec<_>>()
+        }));
+    }
+    Ok(out)
+}
+
+/// The report as JSON (blocking), with the cycles of [`dependency_cycles`].
+pub fn report_value(
+    state: &DaemonState,
+    reg: &RegistryStore,
+    cycles: &[Vec<String>],
+) -> Result<Value, RegistryStoreError> {
     let records = GraphRecords::load(state, reg)?;
     let graph = records.graph();
     let mut roots = Vec::new();
@@ -114,6 +149,7 @@ pub fn report_value(state: &DaemonState, reg: &RegistryStore) -> Result<Value, R
         runs: &records.runs,
         sessions: &sessions,
         graph: &graph,
+        dependency_cycles: cycles,
     }))
 }
 
@@ -125,6 +161,7 @@ impl proto::transfer_server::Transfer for TransferService {
         &self,
         _request: Request<proto::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
+        wait_for_dependency_graphs(&self.ctx.state).await?;
         let state = Arc::clone(&self.ctx.state);
         let doc = self
             .ctx
@@ -197,10 +234,12 @@ impl proto::transfer_server::Transfer for TransferService {
         request: Request<proto::ReportRequest>,
     ) -> Result<Response<proto::ReportResponse>, Status> {
         let format = request.into_inner().format;
+        wait_for_dependency_graphs(&self.ctx.state).await?;
+        let cycles = dependency_cycles(&self.ctx.state).await?;
         let state = Arc::clone(&self.ctx.state);
         let value = self
             .ctx
-            .blocking(move |reg| report_value(&state, &reg))
+            .blocking(move |reg| report_value(&state, &reg, &cycles))
             .await?;
         let text = match format.as_str() {
             "" | "text" => report::render_text(&value),
