@@ -371,6 +371,9 @@ async fn serve(
         c_include_paths: settings.c_include_paths,
         tombstone_retention: settings.tombstone_retention,
         metrics: settings.metrics,
+        tokens: settings.tokens,
+        local_users: settings.local_users,
+        watch_roots: settings.watch_roots,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())
