@@ -133,11 +133,18 @@ pub fn read_token(path: &Path) -> Result<String, DaemonError> {
     Ok(token)
 }
 
-/// Who may do what: the daemon's own user, the local grants, and every TCP token read from its
-/// file (`--token-file`'s token, named `token_file`, has every scope). Two tokens with the same
-/// secret are refused: a secret must say which token it is.
+/// Who may do what: the daemon's own user, the local grants, and, when TCP is served, every
+/// token read from its file (`--token-file`'s token, named `token_file`, has every scope). Two
+/// tokens with the same secret are refused: a secret must say which token it is.
 pub fn access_policy(opts: &super::ServeOptions) -> Result<AccessPolicy, DaemonError> {
     let mut tokens = Vec::new();
+    if opts.listen.is_none() {
+        return Ok(AccessPolicy {
+            owner_uid: crate::socket_trust::my_uid(),
+            local: opts.local_users.clone(),
+            tokens,
+        });
+    }
     // Each secret with the name of its token.
     let mut secrets: Vec<(String, String)> = Vec::new();
     let named = opts
