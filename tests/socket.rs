@@ -558,3 +558,51 @@ fn serve_fails_with_config(dirs: &Dirs, config: &Path, args: &[&str]) -> String 
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
+
+/// The case: no runtime folder, so the default socket is `$TMPDIR/wfdb-UID/wfdb.sock`,
+/// and another user pre-created that folder world-writable with a socket of their own.
+#[test]
+fn the_default_socket_folder_in_the_temporary_folder_is_checked_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let run = tmp.path().join(format!("wfdb-{uid}"));
+    std::fs::create_dir(&run).unwrap();
+    chmod(&run, 0o777);
+    let impostor = std::os::unix::net::UnixListener::bind(run.join("wfdb.sock")).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+    let wfdb = |args: &[&str]| {
+        Command::new(wfdb_bin())
+            .args(args)
+            .env("TMPDIR", tmp.path())
+            .env("HOME", tmp.path())
+            .env("XDG_CONFIG_HOME", tmp.path())
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("WFDB_SOCKET")
+            .env_remove("WFDB_CONFIG")
+            .env_remove("INVOCATION_ID")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = wfdb(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("refusing to use {}", run.display())),
+        "{err}"
+    );
+    assert!(impostor.accept().is_err(), "the CLI talked to the impostor");
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let out = wfdb(&["serve", tree.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("writable by"), "{err}");
+    assert!(
+        run.join("wfdb.sock").exists(),
+        "the daemon must not remove the other user's socket"
+    );
+}
