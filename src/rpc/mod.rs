@@ -1,5 +1,6 @@
-//! The gRPC edge: tonic services that convert between protobuf and domain types, the bearer
-//! token check for TCP, health and reflection. The only module that knows gRPC types.
+//! The gRPC edge: tonic services that convert between protobuf and domain types, the access
+//! layer (who may call what, on the socket and on TCP), health and reflection. The only module
+//! that knows gRPC types.
 
 pub mod admin;
 pub mod agents;
