@@ -1,6 +1,7 @@
 //! workflowdb: an always-current catalog of repositories and a workflow database beside it,
 //! served over gRPC.
 
+pub mod access;
 pub mod catalog;
 pub mod client;
 pub mod config;

@@ -375,6 +375,10 @@ fn the_shipped_example_configuration_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/home/alice/src/project-a"), "{out}");
     assert!(out.contains("retention.tombstones   30d"), "{out}");
+    assert!(
+        out.contains("ci (/etc/wfdb/ci.token): read; bots (/etc/wfdb/bots.token): read, write"),
+        "{out}"
+    );
 }
 
 /// `auto` logs to the journal only when systemd says standard error is the journal

@@ -183,10 +183,13 @@ pub struct SocketFacts {
     pub folder: Option<(PathBuf, u32, u32)>,
     /// Whether the systemd unit's socket exists (and is not the one checked).
     pub systemd_socket: bool,
+    /// Whether the configuration grants other local users scopes (`access.local_users`): the
+    /// daemon then makes the socket 0666 and checks each call by the caller's uid.
+    pub shared: bool,
 }
 
 /// Looks at the socket path and its folder.
-fn socket_facts(path: &Path) -> SocketFacts {
+fn socket_facts(path: &Path, shared: bool) -> SocketFacts {
     let kind = match std::fs::metadata(path) {
         Ok(m) if m.file_type().is_socket() => SocketKind::Socket {
             mode: m.mode() & 0o7777,
@@ -206,6 +209,7 @@ fn socket_facts(path: &Path) -> SocketFacts {
         kind,
         folder,
         systemd_socket: systemd != path && systemd.exists(),
+        shared,
     }
 }
 
@@ -268,7 +272,9 @@ pub fn socket_check(path: &Path, facts: &SocketFacts, my_uid: u32) -> Check {
     let mut found = Findings::default();
     let chmod =
         format!("`chmod 600 {shown}` (the daemon creates it 0600: restarting it also fixes this)");
-    if mode & 0o022 != 0 {
+    if facts.shared && mode & 0o7777 == 0o666 {
+        // Expected: other users connect, and each call is checked against their grants.
+    } else if mode & 0o022 != 0 {
         found.add(
             Level::Fail,
             format!(
@@ -303,23 +309,16 @@ pub fn socket_check(path: &Path, facts: &SocketFacts, my_uid: u32) -> Check {
         let private = "put the socket in a private folder: --socket \
                        $XDG_RUNTIME_DIR/wfdb/wfdb.sock (the default when XDG_RUNTIME_DIR is set)"
             .to_string();
-        if dir_mode & 0o002 != 0 && dir_mode & 0o1000 == 0 {
+        // The daemon and the CLI apply the same rule (`socket_trust`): whoever can write the
+        // folder can swap the socket, sticky bit or not (the name can be taken while no daemon
+        // runs).
+        if dir_mode & 0o022 != 0 {
             found.add(
                 Level::Fail,
                 format!(
-                    "its folder {dir_shown} (mode {dir_mode:04o}) is writable by every user: \
-                     anyone can replace the socket with their own"
+                    "its folder {dir_shown} (mode {dir_mode:04o}) is writable by other users,                      who could put their own socket there: the daemon refuses it and wfdb will                      not connect"
                 ),
-                &[format!("`chmod o-w {dir_shown}`"), private],
-            );
-        } else if dir_mode & 0o002 != 0 {
-            found.add(
-                Level::Warn,
-                format!(
-                    "its folder {dir_shown} is writable by every user (sticky, mode \
-                     {dir_mode:04o}): another user can take the name while no daemon runs"
-                ),
-                &[private],
+                &[format!("`chmod go-w {dir_shown}`"), private],
             );
         }
     }
@@ -976,11 +975,12 @@ pub async fn run(
     socket: &Path,
     default_db: PathBuf,
     config_file: Result<Option<PathBuf>, String>,
+    shared_socket: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    let facts = socket_facts(socket);
+    let facts = socket_facts(socket, shared_socket);
     let reach = probe(socket).await;
     let stats = match &reach {
         Reach::Serving(Ok(stats)) => Some(&**stats),
@@ -1118,6 +1118,7 @@ mod tests {
             kind,
             folder: Some((PathBuf::from("/run/user/1000/wfdb"), dir_mode, 1000)),
             systemd_socket: false,
+            shared: false,
         }
     }
 
@@ -1147,6 +1148,13 @@ mod tests {
         );
         let c = socket_check(Path::new(SOCK), &facts(socket(0o620, 1000), 0o700), 1000);
         assert_eq!(c.level, Level::Fail, "group write: {c:?}");
+        // Unless access.local_users grants other users scopes: the daemon makes it 0666.
+        let shared = SocketFacts {
+            shared: true,
+            ..facts(socket(0o666, 1000), 0o755)
+        };
+        let c = socket_check(Path::new(SOCK), &shared, 1000);
+        assert_eq!(c.level, Level::Ok, "{c:?}");
     }
 
     #[test]
@@ -1169,19 +1177,19 @@ mod tests {
     }
 
     #[test]
-    fn a_world_writable_folder_fails_unless_sticky() {
-        let c = socket_check(Path::new(SOCK), &facts(socket(0o600, 1000), 0o777), 1000);
-        assert_eq!(c.level, Level::Fail, "{c:?}");
-        assert!(c
-            .fixes
-            .iter()
-            .any(|f| f.contains("chmod o-w /run/user/1000/wfdb")));
-        let c = socket_check(Path::new(SOCK), &facts(socket(0o600, 1000), 0o1777), 1000);
-        assert_eq!(c.level, Level::Warn, "{c:?}");
+    fn a_folder_others_can_write_fails_even_when_sticky() {
+        for mode in [0o777, 0o1777, 0o770] {
+            let c = socket_check(Path::new(SOCK), &facts(socket(0o600, 1000), mode), 1000);
+            assert_eq!(c.level, Level::Fail, "{mode:o}: {c:?}");
+            assert!(c
+                .fixes
+                .iter()
+                .any(|f| f.contains("chmod go-w /run/user/1000/wfdb")));
+        }
         // Several problems: the worst decides, every fix is listed once.
         let c = socket_check(Path::new(SOCK), &facts(socket(0o666, 1000), 0o1777), 1000);
         assert_eq!(c.level, Level::Fail);
-        assert_eq!(c.fixes.len(), 2, "{:?}", c.fixes);
+        assert_eq!(c.fixes.len(), 3, "{:?}", c.fixes);
     }
 
     #[test]

@@ -273,7 +273,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Doctor(args) => match config::settings_or_defaults(socket, config_file) {
-            Ok((s, file)) => doctor::run(args, &s.socket, s.db, file, &out).await,
+            Ok((s, file)) => {
+                let shared = s.local_users.iter().any(|g| !g.scopes.is_empty());
+                doctor::run(args, &s.socket, s.db, file, shared, &out).await
+            }
             Err(e) => Err(e),
         },
         other => match config::client_socket(socket, config_file) {
@@ -381,6 +384,9 @@ async fn serve(
         c_include_paths: settings.c_include_paths,
         tombstone_retention: settings.tombstone_retention,
         metrics: settings.metrics,
+        tokens: settings.tokens,
+        local_users: settings.local_users,
+        watch_roots: settings.watch_roots,
     };
     workflowdb::daemon::serve(opts).await?;
     Ok(())

@@ -298,6 +298,76 @@ mod tests {
     }
 
     #[test]
+    fn access_rules_are_read_and_each_bad_value_is_named() {
+        use crate::access::{LocalGrant, LocalPrincipal, Scope, Scopes, TokenGrant};
+        let f = parse(
+            "[access]\nwatch_roots = [\"/srv\", \"code\"]\n\
+             local_users = [{ uid = 1001, scopes = [\"read\"] }, { gid = 100, scopes = [\"read\", \"write\"] }]\n\
+             [[access.tokens]]\nname = \"ci\"\nfile = \"ci.token\"\nscopes = [\"read\", \"admin\"]\n",
+        )
+        .unwrap();
+        let get = |k: &str| f.values.iter().find(|(n, _, _)| *n == k).cloned().unwrap();
+        assert_eq!(
+            get("access.watch_roots").1,
+            Value::Paths(vec!["/srv".into(), "/etc/wfdb/code".into()])
+        );
+        let read: Scopes = [Scope::Read].into_iter().collect();
+        assert_eq!(
+            get("access.local_users").1,
+            Value::LocalUsers(vec![
+                LocalGrant {
+                    who: LocalPrincipal::Uid(1001),
+                    scopes: read
+                },
+                LocalGrant {
+                    who: LocalPrincipal::Gid(100),
+                    scopes: read.with(Scope::Write)
+                },
+            ])
+        );
+        let tokens = get("access.tokens").1;
+        assert_eq!(
+            tokens,
+            Value::Tokens(vec![TokenGrant {
+                name: "ci".into(),
+                file: "/etc/wfdb/ci.token".into(),
+                scopes: read.with(Scope::Admin),
+            }])
+        );
+        assert_eq!(tokens.render(), "ci (/etc/wfdb/ci.token): read, admin");
+        assert_eq!(
+            get("access.local_users").1.render(),
+            "uid 1001: read; gid 100: read, write"
+        );
+        for (text, wanted) in [
+            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"root\"] }]\n", "unknown scope `root`"),
+            ("[access]\nlocal_users = [{ uid = 1, scopes = [] }]\n", "must name at least one"),
+            ("[access]\nlocal_users = [{ uid = -1, scopes = [\"read\"] }]\n", "`uid` must be in 0..=4294967295"),
+            ("[access]\nlocal_users = [{ uid = 4294967296, scopes = [\"read\"] }]\n", "`uid` must be in"),
+            ("[access]\nlocal_users = [{ uid = \"alice\", scopes = [\"read\"] }]\n", "`uid` must be a whole number"),
+            ("[access]\nlocal_users = [{ uid = 1, gid = 2, scopes = [\"read\"] }]\n", "not both"),
+            ("[access]\nlocal_users = [{ scopes = [\"read\"] }]\n", "needs a `uid` or a `gid`"),
+            ("[access]\nlocal_users = [{ uid = 1 }]\n", "needs `scopes`"),
+            ("[access]\nlocal_users = [{ uid = 1, scopes = \"read\" }]\n", "`scopes` must be an array"),
+            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"read\"], user = \"x\" }]\n", "unknown field `user`"),
+            ("[access]\nlocal_users = [1]\n", "entry 1: expected a table"),
+            ("[access]\nlocal_users = { uid = 1 }\n", "expected an array of tables"),
+            ("[access]\ntokens = [{ name = \"ci\", token = \"s3cret\", scopes = [\"read\"] }]\n", "unknown field `token`"),
+            ("[access]\ntokens = [{ name = \"ci\", scopes = [\"read\"] }]\n", "needs a `file`"),
+            ("[access]\ntokens = [{ file = \"t\", scopes = [\"read\"] }]\n", "needs a `name`"),
+            ("[access]\ntokens = [{ name = \"a b\", file = \"t\", scopes = [\"read\"] }]\n", "`name` must be"),
+            ("[access]\ntokens = [{ name = \"ci\", file = \"t\", scopes = [\"read\"] }, { name = \"ci\", file = \"u\", scopes = [\"write\"] }]\n", "entry 2: the name `ci` is used twice"),
+            ("[access]\ntokens = [{ name = \"ci\", file = 3, scopes = [\"read\"] }]\n", "`file` must be a string"),
+            ("[access]\nwatch_roots = \"/srv\"\n", "expected an array of path strings"),
+            ("[access]\nlocal_user = []\n", "did you mean `access.local_users`"),
+        ] {
+            let e = error(text);
+            assert!(e.contains(wanted), "{text}: {e}");
+            assert!(e.starts_with("/etc/wfdb/config.toml:"), "{e}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_give_line_and_column() {
         let e = error("db = \"/x\"\ndb = \"/y\"\n");
         assert!(e.starts_with("/etc/wfdb/config.toml:2:"), "{e}");

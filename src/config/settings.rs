@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::file::{ConfigFile, FileError};
 use super::locations::Environment;
+use crate::access::{LocalGrant, TokenGrant};
+
 use super::values::{parse_os, parse_str, Kind, LogFormat, PathBase, Value};
 
 /// One setting: its key in the file, its flag and its environment variables.
@@ -22,6 +24,13 @@ pub struct Key {
     pub kind: Kind,
     /// What it is for.
     pub about: &'static str,
+}
+
+impl Key {
+    /// Whether the setting can only come from the configuration file (no flag, no variable).
+    pub fn is_file_only(&self) -> bool {
+        self.flag.is_empty()
+    }
 }
 
 const fn secs(s: u64) -> Duration {
@@ -68,6 +77,27 @@ pub static KEYS: &[Key] = &[
         env: &["WFDB_TOKEN_FILE"],
         kind: Kind::Path,
         about: "File whose first line is the bearer token TCP clients must send",
+    },
+    Key {
+        name: "access.tokens",
+        flag: "",
+        env: &[],
+        kind: Kind::Tokens,
+        about: "More TCP tokens, each with its scopes: [{ name = \"ci\", file = \"ci.token\", scopes = [\"read\"] }] (file only)",
+    },
+    Key {
+        name: "access.local_users",
+        flag: "",
+        env: &[],
+        kind: Kind::LocalUsers,
+        about: "Scopes of other local users on the Unix socket: [{ uid = 1001, scopes = [\"read\"] }] (file only)",
+    },
+    Key {
+        name: "access.watch_roots",
+        flag: "",
+        env: &[],
+        kind: Kind::Paths,
+        about: "The only folders roots may be in, for every client (empty: anywhere the daemon can read) (file only)",
     },
     Key {
         name: "metrics",
@@ -293,6 +323,12 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     pub token_file: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
+    /// TCP tokens of the configuration file, with their scopes.
+    pub tokens: Vec<TokenGrant>,
+    /// Scopes of other local users.
+    pub local_users: Vec<LocalGrant>,
+    /// The folders roots must be in (empty: anywhere).
+    pub watch_roots: Vec<PathBuf>,
     pub ignore: Vec<String>,
     pub cache_mb: u64,
     pub sync_timeout: Duration,
@@ -407,6 +443,15 @@ impl Settings {
             listen: addr("listen"),
             token_file: path("token_file"),
             metrics: addr("metrics"),
+            tokens: match get("access.tokens") {
+                Value::Tokens(t) => t.clone(),
+                _ => Vec::new(),
+            },
+            local_users: match get("access.local_users") {
+                Value::LocalUsers(g) => g.clone(),
+                _ => Vec::new(),
+            },
+            watch_roots: paths("access.watch_roots"),
             ignore: strings("ignore"),
             cache_mb: int("cache_mb"),
             sync_timeout: duration("sync_timeout"),
@@ -457,6 +502,9 @@ fn default_of(name: &str, env: &Environment) -> Value {
         "db" => Value::Path(env.default_db_dir()),
         "socket" => Value::Path(env.default_socket_path()),
         "ignore" | "deps.c_include_paths" => Value::Strings(Vec::new()),
+        "access.tokens" => Value::Tokens(Vec::new()),
+        "access.local_users" => Value::LocalUsers(Vec::new()),
+        "access.watch_roots" => Value::Paths(Vec::new()),
         "cache_mb" => Value::Int(64),
         "sync_timeout" => Value::Duration(secs(10)),
         "watch.max_watches" => Value::Int(0),
@@ -502,6 +550,10 @@ mod tests {
                 "{}",
                 key.name
             );
+            if key.is_file_only() {
+                assert!(key.flag.is_empty() && key.env.is_empty(), "{}", key.name);
+                continue;
+            }
             assert_eq!(
                 KEYS.iter()
                     .filter(|k| k.flag == key.flag || k.env == key.env)

@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::access::{LocalGrant, LocalPrincipal, Scope, Scopes, TokenGrant};
+
 /// What a setting holds, with the bounds its values must respect.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
@@ -28,6 +30,11 @@ pub enum Kind {
     LogFormat,
     /// A log filter in `RUST_LOG` syntax.
     LogFilter,
+    /// Scopes of other local users: an array of `{uid = N, scopes = [...]}` or
+    /// `{gid = N, scopes = [...]}` tables (file only).
+    LocalUsers,
+    /// TCP tokens: an array of `{name = "...", file = "...", scopes = [...]}` tables (file only).
+    Tokens,
 }
 
 /// How the daemon writes its log.
@@ -83,6 +90,8 @@ pub enum Value {
     Retention(Option<Duration>),
     LogFormat(LogFormat),
     Text(String),
+    LocalUsers(Vec<LocalGrant>),
+    Tokens(Vec<TokenGrant>),
 }
 
 impl Value {
@@ -92,6 +101,10 @@ impl Value {
             Value::Unset => "-".into(),
             Value::Paths(v) if v.is_empty() => "-".into(),
             Value::Strings(v) if v.is_empty() => "-".into(),
+            Value::LocalUsers(v) if v.is_empty() => "-".into(),
+            Value::Tokens(v) if v.is_empty() => "-".into(),
+            Value::LocalUsers(v) => join_shown(v),
+            Value::Tokens(v) => join_shown(v),
             Value::Path(p) => p.display().to_string(),
             Value::Paths(ps) => ps
                 .iter()
@@ -122,8 +135,34 @@ impl Value {
             Value::Duration(d) | Value::Retention(Some(d)) => json!(format_duration(*d)),
             Value::LogFormat(f) => json!(f.name()),
             Value::Text(s) => json!(s),
+            Value::LocalUsers(v) => json!(v
+                .iter()
+                .map(|g| {
+                    let (key, id) = match g.who {
+                        LocalPrincipal::Uid(u) => ("uid", u),
+                        LocalPrincipal::Gid(x) => ("gid", x),
+                    };
+                    json!({ key: id, "scopes": g.scopes.names() })
+                })
+                .collect::<Vec<_>>()),
+            Value::Tokens(v) => json!(v
+                .iter()
+                .map(|t| json!({
+                    "name": t.name,
+                    "file": t.file.to_string_lossy(),
+                    "scopes": t.scopes.names(),
+                }))
+                .collect::<Vec<_>>()),
         }
     }
+}
+
+fn join_shown<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where relative paths and `~/` in a value are resolved.
@@ -200,6 +239,10 @@ pub fn parse_str(kind: Kind, s: &str, base: &PathBase<'_>) -> Result<Value, Stri
         Kind::Retention => parse_retention(s),
         Kind::LogFormat => parse_log_format(s),
         Kind::LogFilter => parse_log_filter(s),
+        Kind::LocalUsers | Kind::Tokens => Err(
+            "can only be set in the configuration file (access rules live in one reviewed place)"
+                .into(),
+        ),
     }
 }
 
@@ -256,6 +299,30 @@ pub fn parse_toml(
         }
         (Kind::LogFormat, DeValue::String(s)) => parse_log_format(s),
         (Kind::LogFilter, DeValue::String(s)) => parse_log_filter(s),
+        (Kind::LocalUsers, DeValue::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                parse_local_grant(item.get_ref()).map_err(|e| format!("entry {}: {e}", i + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::LocalUsers),
+        (Kind::Tokens, DeValue::Array(items)) => {
+            let mut tokens: Vec<TokenGrant> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let t = parse_token_grant(item.get_ref(), base)
+                    .map_err(|e| format!("entry {}: {e}", i + 1))?;
+                if tokens.iter().any(|o| o.name == t.name) {
+                    return Err(format!(
+                        "entry {}: the name `{}` is used twice",
+                        i + 1,
+                        t.name
+                    ));
+                }
+                tokens.push(t);
+            }
+            Ok(Value::Tokens(tokens))
+        }
         (kind, _) => Err(format!("expected {}, found a {got}", describe(kind))),
     }
 }
@@ -272,7 +339,148 @@ pub fn describe(kind: Kind) -> &'static str {
         Kind::Retention => "a duration like \"30d\" or \"forever\"",
         Kind::LogFormat => "one of \"auto\", \"human\", \"json\", \"journald\"",
         Kind::LogFilter => "a log filter string like \"info\" or \"wfdb=debug,info\"",
+        Kind::LocalUsers => {
+            "an array of tables like [{ uid = 1001, scopes = [\"read\"] }, { gid = 100, scopes = [\"read\", \"write\"] }]"
+        }
+        Kind::Tokens => {
+            "an array of tables like [{ name = \"ci\", file = \"ci.token\", scopes = [\"read\"] }]"
+        }
     }
+}
+
+/// The fields of an inline or `[[...]]` table, refusing any not in `known`.
+fn table_fields<'v>(
+    v: &'v toml::de::DeValue<'_>,
+    known: &[&str],
+) -> Result<Vec<(String, &'v toml::de::DeValue<'v>)>, String> {
+    use toml::de::DeValue;
+    let DeValue::Table(table) = v else {
+        return Err(format!("expected a table, found a {}", v.type_str()));
+    };
+    let mut out = Vec::new();
+    for (k, v) in table.iter() {
+        let name = k.get_ref().to_string();
+        if !known.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown field `{name}` (known: {})",
+                known.join(", ")
+            ));
+        }
+        out.push((name, v.get_ref()));
+    }
+    Ok(out)
+}
+
+fn parse_scopes(v: &toml::de::DeValue<'_>) -> Result<Scopes, String> {
+    use toml::de::DeValue;
+    let known = || {
+        Scope::ALL
+            .iter()
+            .map(|s| format!("\"{}\"", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let DeValue::Array(items) = v else {
+        return Err(format!(
+            "`scopes` must be an array of scope names ({}), found a {}",
+            known(),
+            v.type_str()
+        ));
+    };
+    let mut scopes = Scopes::NONE;
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::String(s) => match Scope::parse(s) {
+                Some(scope) => scopes = scopes.with(scope),
+                None => {
+                    let shown: String = s.chars().take(40).collect();
+                    return Err(format!("unknown scope `{shown}` (known: {})", known()));
+                }
+            },
+            other => {
+                return Err(format!(
+                    "`scopes` must hold scope names, found a {}",
+                    other.type_str()
+                ))
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return Err(format!("`scopes` must name at least one of {}", known()));
+    }
+    Ok(scopes)
+}
+
+fn parse_id(name: &str, v: &toml::de::DeValue<'_>) -> Result<u32, String> {
+    use toml::de::DeValue;
+    let DeValue::Integer(i) = v else {
+        return Err(format!(
+            "`{name}` must be a whole number, found a {}",
+            v.type_str()
+        ));
+    };
+    i64::from_str_radix(i.as_str(), i.radix())
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("`{name}` must be in 0..=4294967295, got {}", i.as_str()))
+}
+
+fn parse_local_grant(v: &toml::de::DeValue<'_>) -> Result<LocalGrant, String> {
+    let mut who = None;
+    let mut scopes = None;
+    for (name, value) in table_fields(v, &["uid", "gid", "scopes"])? {
+        match name.as_str() {
+            "scopes" => scopes = Some(parse_scopes(value)?),
+            "uid" | "gid" => {
+                if who.is_some() {
+                    return Err("give either `uid` or `gid`, not both".into());
+                }
+                let id = parse_id(&name, value)?;
+                who = Some(if name == "uid" {
+                    LocalPrincipal::Uid(id)
+                } else {
+                    LocalPrincipal::Gid(id)
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(LocalGrant {
+        who: who.ok_or("needs a `uid` or a `gid`")?,
+        scopes: scopes.ok_or("needs `scopes`")?,
+    })
+}
+
+fn parse_token_grant(v: &toml::de::DeValue<'_>, base: &PathBase<'_>) -> Result<TokenGrant, String> {
+    use toml::de::DeValue;
+    let (mut name, mut file, mut scopes) = (None, None, None);
+    for (field, value) in table_fields(v, &["name", "file", "scopes"])? {
+        match (field.as_str(), value) {
+            ("scopes", _) => scopes = Some(parse_scopes(value)?),
+            ("name", DeValue::String(s)) => {
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    return Err("`name` must be 1 to 64 letters, digits, `-`, `_` or `.`".into());
+                }
+                name = Some(s.to_string());
+            }
+            ("file", DeValue::String(s)) => file = Some(base.resolve(OsStr::new(s.as_ref()))?),
+            (field, other) => {
+                return Err(format!(
+                    "`{field}` must be a string, found a {}",
+                    other.type_str()
+                ))
+            }
+        }
+    }
+    Ok(TokenGrant {
+        name: name.ok_or("needs a `name`")?,
+        file: file.ok_or("needs a `file` holding the secret (never the secret itself)")?,
+        scopes: scopes.ok_or("needs `scopes`")?,
+    })
 }
 
 fn seconds_of(v: &toml::de::DeValue<'_>) -> Result<Duration, String> {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
 
 use super::DaemonError;
+use crate::access::{AccessPolicy, Scopes, Token};
 
 /// Makes sure the socket's folder is one only the daemon's user controls: creates it (mode
 /// 0700, with any missing parents) when it is missing, and refuses one that is not a real
@@ -130,4 +131,45 @@ pub fn read_token(path: &Path) -> Result<String, DaemonError> {
         return Err(bad("the token must be at least 16 characters".into()));
     }
     Ok(token)
+}
+
+/// Who may do what: the daemon's own user, the local grants, and, when TCP is served, every
+/// token read from its file (`--token-file`'s token, named `token_file`, has every scope). Two
+/// tokens with the same secret are refused: a secret must say which token it is.
+pub fn access_policy(opts: &super::ServeOptions) -> Result<AccessPolicy, DaemonError> {
+    let mut tokens = Vec::new();
+    if opts.listen.is_none() {
+        return Ok(AccessPolicy {
+            owner_uid: crate::socket_trust::my_uid(),
+            local: opts.local_users.clone(),
+            tokens,
+        });
+    }
+    // Each secret with the name of its token.
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    let named = opts
+        .token_file
+        .iter()
+        .map(|f| ("token_file".to_string(), f.clone(), Scopes::ALL))
+        .chain(
+            opts.tokens
+                .iter()
+                .map(|t| (t.name.clone(), t.file.clone(), t.scopes)),
+        );
+    for (name, file, scopes) in named {
+        let secret = read_token(&file)?;
+        if let Some((_, other)) = secrets.iter().find(|(s, _)| *s == secret) {
+            return Err(DaemonError::Token(
+                file,
+                format!("token `{name}` has the same secret as token `{other}`: give each its own"),
+            ));
+        }
+        tokens.push(Token::new(name.clone(), &secret, scopes));
+        secrets.push((secret, name));
+    }
+    Ok(AccessPolicy {
+        owner_uid: crate::socket_trust::my_uid(),
+        local: opts.local_users.clone(),
+        tokens,
+    })
 }

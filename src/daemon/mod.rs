@@ -41,8 +41,16 @@ pub enum DaemonError {
     Metrics(SocketAddr, String),
     #[error("token file {0}: {1}")]
     Token(PathBuf, String),
-    #[error("--listen needs --token-file: TCP clients must present a bearer token")]
+    #[error(
+        "--listen needs --token-file or access.tokens: TCP clients must present a bearer token"
+    )]
     TokenRequired,
+    #[error(
+        "cannot watch {0}: it is outside the folders roots may be in (access.watch_roots: {1})"
+    )]
+    OutsideWatchRoots(PathBuf, String),
+    #[error("access.watch_roots: {0}: {1}")]
+    WatchRoots(PathBuf, String),
     #[error("cannot watch {0}: {1}")]
     BadRoot(PathBuf, String),
     #[error("no watched root matches {0:?}; `wfdb roots` lists them")]
@@ -94,6 +102,12 @@ pub struct ServeOptions {
     pub tombstone_retention: Option<Duration>,
     /// Serve Prometheus metrics over HTTP here (no authentication: keep it on loopback).
     pub metrics: Option<SocketAddr>,
+    /// More TCP tokens, each with its scopes (`--token-file`'s token has every scope).
+    pub tokens: Vec<crate::access::TokenGrant>,
+    /// Scopes of local users other than the daemon's own and root.
+    pub local_users: Vec<crate::access::LocalGrant>,
+    /// The folders every root must be in (empty: anywhere).
+    pub watch_roots: Vec<PathBuf>,
 }
 
 /// Settings of the daemon's background work, with defaults.
@@ -128,6 +142,8 @@ pub struct DaemonState {
     pub started: Instant,
     /// Cancelled when shutdown begins.
     pub shutdown: CancellationToken,
+    /// The folders every root must be in, canonical (empty: anywhere).
+    pub watch_roots: Vec<PathBuf>,
     /// Set when shutdown begins, read by scans on worker threads.
     pub cancel_scans: Arc<AtomicBool>,
     /// Serialises changes to the set of roots.
@@ -187,6 +203,7 @@ impl DaemonState {
             walk,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            watch_roots: Vec::new(),
             cancel_scans: Arc::new(AtomicBool::new(false)),
             roots_change: tokio::sync::Mutex::new(()),
             adding: std::sync::Mutex::new(None),
@@ -404,6 +421,20 @@ impl DaemonState {
         if !canonical.is_dir() {
             return Err(DaemonError::BadRoot(canonical, "not a folder".into()));
         }
+        // Checked on the canonical path, so neither `..` nor a symlink leads outside.
+        if !self.watch_roots.is_empty()
+            && !self.watch_roots.iter().any(|w| canonical.starts_with(w))
+        {
+            let allowed: Vec<String> = self
+                .watch_roots
+                .iter()
+                .map(|w| w.display().to_string())
+                .collect();
+            return Err(DaemonError::OutsideWatchRoots(
+                canonical,
+                allowed.join(", "),
+            ));
+        }
         let id = root_id(&canonical);
         if let Some(existing) = self
             .roots
@@ -569,13 +600,19 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
             *p = abs;
         }
     }
-    if opts.listen.is_some() && opts.token_file.is_none() {
+    if opts.listen.is_some() && opts.token_file.is_none() && opts.tokens.is_empty() {
         return Err(DaemonError::TokenRequired);
     }
-    let token = match &opts.token_file {
-        Some(p) => Some(listen::read_token(p)?),
-        None => None,
-    };
+    let access = Arc::new(listen::access_policy(&opts)?);
+    let watch_roots = opts
+        .watch_roots
+        .iter()
+        .map(|w| match std::fs::canonicalize(w) {
+            Ok(c) if c.is_dir() => Ok(c),
+            Ok(_) => Err(DaemonError::WatchRoots(w.clone(), "not a folder".into())),
+            Err(e) => Err(DaemonError::WatchRoots(w.clone(), e.to_string())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // Refuse a socket folder others control now, before the long start-up reconcile.
     listen::prepare_socket_dir(&opts.socket)?;
     let t_open = Instant::now();
@@ -609,6 +646,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     watcher.watch_dir(cookies.dir());
     let metrics_listener = bind_tcp(opts.metrics, DaemonError::Metrics).await?;
     let mut state = DaemonState::new(store, walk, cookies, Some(watcher), opts.sync_timeout);
+    state.watch_roots = watch_roots;
     state.tuning = Tuning {
         settle: opts.settle,
         max_batch_delay: opts.max_batch_delay,
@@ -656,7 +694,9 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
         match state.add_root(path, false).await {
             Ok(_) => {}
             Err(DaemonError::Scan(ScanError::Cancelled)) => break,
-            Err(e @ DaemonError::BadRoot(..)) if i < total - opts.roots.len() => {
+            Err(e @ (DaemonError::BadRoot(..) | DaemonError::OutsideWatchRoots(..)))
+                if i < total - opts.roots.len() =>
+            {
                 tracing::warn!(error = %e, "a persisted root is unavailable; skipping it");
             }
             Err(e) => return Err(e),
@@ -679,9 +719,16 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
         tracing::info!(workflows = ?installed, "installed the default workflows");
     }
 
-    let (uds, _bound_socket) = listen::bind_unix(&opts.socket, 0o600)?;
+    // Other local users can connect only when some are granted scopes; what each may do is
+    // then decided per call from the connection's credentials.
+    let socket_mode = if access.grants_other_local_users() {
+        0o666
+    } else {
+        0o600
+    };
+    let (uds, _bound_socket) = listen::bind_unix(&opts.socket, socket_mode)?;
     let tcp = bind_tcp(opts.listen, DaemonError::Listen).await?;
-    let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, token).await?;
+    let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, access).await?;
     let files: u64 = state
         .roots()
         .iter()

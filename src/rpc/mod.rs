@@ -1,5 +1,6 @@
-//! The gRPC edge: tonic services that convert between protobuf and domain types, the bearer
-//! token check for TCP, health and reflection. The only module that knows gRPC types.
+//! The gRPC edge: tonic services that convert between protobuf and domain types, the access
+//! layer (who may call what, on the socket and on TCP), health and reflection. The only module
+//! that knows gRPC types.
 
 pub mod admin;
 pub mod agents;
@@ -92,13 +93,14 @@ impl Servers {
     }
 }
 
-/// Starts serving on the Unix socket and, when given, on TCP with a required bearer token.
-/// Servers stop accepting when the daemon's shutdown token is cancelled.
+/// Starts serving on the Unix socket and, when given, on TCP with a required bearer token;
+/// `access` decides who may call what on each. Servers stop accepting when the daemon's
+/// shutdown token is cancelled.
 pub async fn spawn_servers(
     state: Arc<DaemonState>,
     uds: UnixListener,
     tcp: Option<TcpListener>,
-    token: Option<String>,
+    access: Arc<crate::access::AccessPolicy>,
 ) -> Result<Servers, DaemonError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -157,8 +159,13 @@ pub async fn spawn_servers(
 
     let mut handles = Vec::new();
     {
+        // Measured outermost, so refused (PERMISSION_DENIED) calls are counted too.
         let router = Server::builder()
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
+            .layer(auth::AccessLayer::new(
+                Arc::clone(&access),
+                auth::Transport::Unix,
+            ))
             .add_service(health.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -184,13 +191,13 @@ pub async fn spawn_servers(
         }));
     }
     if let Some(tcp) = tcp {
-        let token = token.ok_or(DaemonError::TokenRequired)?;
+        if access.tokens.is_empty() {
+            return Err(DaemonError::TokenRequired);
+        }
         // Measured outermost, so refused (UNAUTHENTICATED) calls are counted too.
         let router = Server::builder()
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
-            .layer(tonic::service::InterceptorLayer::new(
-                auth::BearerAuth::new(&token),
-            ))
+            .layer(auth::AccessLayer::new(access, auth::Transport::Tcp))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -259,6 +266,7 @@ pub fn status_of(e: DaemonError) -> Status {
     use crate::store::StoreError;
     match &e {
         DaemonError::UnknownRoot(_) => Status::not_found(e.to_string()),
+        DaemonError::OutsideWatchRoots(..) => Status::permission_denied(e.to_string()),
         DaemonError::AmbiguousRoot(_) | DaemonError::BadRoot(..) => {
             Status::invalid_argument(e.to_string())
         }
