@@ -65,6 +65,7 @@ pub static METHOD_SCOPES: &[(&str, Need)] = &[
     ("/workflowdb.v1.Workflows/ListWorkflows", READ),
     ("/workflowdb.v1.Workflows/WorkflowVersions", READ),
     ("/workflowdb.v1.Workflows/InstallDefaults", WRITE),
+    ("/workflowdb.v1.Workflows/DeleteWorkflow", WRITE),
     ("/workflowdb.v1.Workflows/StartRun", WRITE),
     ("/workflowdb.v1.Workflows/ReportStep", WRITE),
     ("/workflowdb.v1.Workflows/FinishRun", WRITE),
