@@ -1369,3 +1369,99 @@ async fn workflow_lifecycle_from_the_cli() {
     assert_eq!(v["status"], json!("expired"), "{v}");
     d.stop();
 }
+
+/// An open run that shows no progress for `retention.open_runs` is expired by the daemon
+/// itself (no `run expire` needed), announced to `WatchRuns`, and leaves the workflow's
+/// statistics alone; a run that keeps reporting steps stays open.
+#[tokio::test]
+async fn abandoned_runs_expire_by_themselves() {
+    let dirs = Dirs::new();
+    let root = repo(&dirs);
+    let d = start(
+        &dirs,
+        &[root.as_os_str(), "--run-expiry".as_ref(), "1500ms".as_ref()],
+    )
+    .await;
+    let (_, mut w, _) = clients(&d).await;
+    let before = w
+        .get_workflow(proto::GetWorkflowRequest {
+            workflow_id: "code_enhancement".into(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workflow
+        .unwrap();
+    let mut events = w
+        .watch_runs(proto::WatchRunsRequest {
+            workflow_id: "code_enhancement".into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for id in ["abandoned", "busy"] {
+        w.start_run(proto::StartRunRequest {
+            workflow_id: "code_enhancement".into(),
+            version: 0,
+            run_id: id.into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    }
+    // "busy" reports a step every 300 ms until "abandoned" has expired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut expired = None;
+    while expired.is_none() {
+        assert!(std::time::Instant::now() < deadline, "no run expired");
+        w.report_step(proto::ReportStepRequest {
+            run_id: "busy".into(),
+            step: 1,
+            status: proto::StepStatus::Started as i32,
+            message: String::new(),
+        })
+        .await
+        .unwrap();
+        if let Ok(Ok(Some(ev))) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), events.message()).await
+        {
+            if ev.kind == proto::run_event::Kind::Expired as i32 {
+                expired = ev.run;
+            }
+        }
+    }
+    let expired = expired.unwrap();
+    assert_eq!(expired.run_id, "abandoned");
+    assert!(
+        expired.message.contains("no progress"),
+        "{}",
+        expired.message
+    );
+    let busy = w
+        .get_run(proto::GetRunRequest {
+            run_id: "busy".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert_eq!(busy.status, proto::RunStatus::Running as i32);
+    let after = w
+        .get_workflow(proto::GetWorkflowRequest {
+            workflow_id: "code_enhancement".into(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workflow
+        .unwrap();
+    assert_eq!(
+        (after.success_rate, after.run_count),
+        (before.success_rate, before.run_count)
+    );
+    d.stop();
+}

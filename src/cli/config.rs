@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// How long deletions are remembered for `changes --since` ("forever" keeps them) [default: 30d] [env: WFDB_TOMBSTONE_RETENTION] [config: retention.tombstones]
     #[arg(long, value_name = "DURATION")]
     pub tombstone_retention: Option<String>,
+    /// How long an open run may show no progress before it is expired ("forever" keeps it open) [default: 1d] [env: WFDB_RUN_EXPIRY] [config: retention.open_runs]
+    #[arg(long, value_name = "DURATION")]
+    pub run_expiry: Option<String>,
     /// Log format [default: auto: the journal under systemd, else human] [env: WFDB_LOG_FORMAT] [config: log.format]
     #[arg(long, value_parser = ["auto", "human", "json", "journald"])]
     pub log_format: Option<String>,
@@ -84,6 +87,7 @@ impl ServeArgs {
             ("watch.settle", &self.settle),
             ("watch.max_batch_delay", &self.max_batch_delay),
             ("retention.tombstones", &self.tombstone_retention),
+            ("retention.open_runs", &self.run_expiry),
             ("log.format", &self.log_format),
             ("log.filter", &self.log_filter),
         ];
@@ -195,6 +199,7 @@ mod tests {
             max_batch_delay: all("50ms"),
             c_include: vec!["inc".into()],
             tombstone_retention: all("1d"),
+            run_expiry: all("2h"),
             log_format: all("json"),
             log_filter: all("debug"),
         };
@@ -226,6 +231,7 @@ mod tests {
         assert_eq!(s.max_batch_delay, Duration::from_millis(50));
         assert_eq!(s.c_include_paths, vec!["inc"]);
         assert_eq!(s.tombstone_retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(s.run_expiry, Some(Duration::from_secs(7_200)));
         assert_eq!(s.log_format, config::LogFormat::Json);
         assert_eq!(s.log_filter, "debug");
     }

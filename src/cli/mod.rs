@@ -383,6 +383,7 @@ async fn serve(
         max_batch_delay: settings.max_batch_delay,
         c_include_paths: settings.c_include_paths,
         tombstone_retention: settings.tombstone_retention,
+        run_expiry: settings.run_expiry,
         metrics: settings.metrics,
         tokens: settings.tokens,
         local_users: settings.local_users,

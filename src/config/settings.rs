@@ -188,6 +188,13 @@ pub static KEYS: &[Key] = &[
         about: "How long deletions are remembered for `changes --since` (older clocks get fresh_instance)",
     },
     Key {
+        name: "retention.open_runs",
+        flag: "--run-expiry",
+        env: &["WFDB_RUN_EXPIRY"],
+        kind: Kind::Retention,
+        about: "How long an open run may show no progress before it is expired (\"forever\" keeps it open)",
+    },
+    Key {
         name: "log.format",
         flag: "--log-format",
         env: &["WFDB_LOG_FORMAT"],
@@ -339,6 +346,8 @@ pub struct Settings {
     pub c_include_paths: Vec<String>,
     /// How long tombstones are kept; `None` keeps them forever.
     pub tombstone_retention: Option<Duration>,
+    /// How long an open run may show no progress before it is expired; `None`: never.
+    pub run_expiry: Option<Duration>,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// Every setting with its value and origin, in [`KEYS`] order.
@@ -464,6 +473,10 @@ impl Settings {
                 Value::Retention(r) => *r,
                 _ => None,
             },
+            run_expiry: match get("retention.open_runs") {
+                Value::Retention(r) => *r,
+                _ => None,
+            },
             log_format: match get("log.format") {
                 Value::LogFormat(f) => *f,
                 _ => LogFormat::Auto,
@@ -512,6 +525,7 @@ fn default_of(name: &str, env: &Environment) -> Value {
         "watch.settle" => Value::Duration(millis(10)),
         "watch.max_batch_delay" => Value::Duration(millis(100)),
         "retention.tombstones" => Value::Retention(Some(secs(30 * 86_400))),
+        "retention.open_runs" => Value::Retention(Some(secs(86_400))),
         "log.format" => Value::LogFormat(LogFormat::Auto),
         "log.filter" => Value::Text("info".into()),
         _ => Value::Unset,

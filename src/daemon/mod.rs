@@ -100,6 +100,8 @@ pub struct ServeOptions {
     pub c_include_paths: Vec<String>,
     /// How long tombstones are kept (`None`: forever).
     pub tombstone_retention: Option<Duration>,
+    /// How long an open run may show no progress before it is expired (`None`: never).
+    pub run_expiry: Option<Duration>,
     /// Serve Prometheus metrics over HTTP here (no authentication: keep it on loopback).
     pub metrics: Option<SocketAddr>,
     /// More TCP tokens, each with its scopes (`--token-file`'s token has every scope).
@@ -121,6 +123,8 @@ pub struct Tuning {
     pub resolve: crate::deps::ResolveConfig,
     /// How long tombstones are kept (`None`: forever).
     pub tombstone_retention: Option<Duration>,
+    /// How long an open run may show no progress before it is expired (`None`: never).
+    pub run_expiry: Option<Duration>,
 }
 
 impl Default for Tuning {
@@ -130,6 +134,7 @@ impl Default for Tuning {
             max_batch_delay: Duration::from_millis(100),
             resolve: crate::deps::ResolveConfig::default(),
             tombstone_retention: Some(Duration::from_secs(30 * 86_400)),
+            run_expiry: Some(Duration::from_secs(86_400)),
         }
     }
 }
@@ -654,6 +659,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
             c_include_paths: opts.c_include_paths.clone(),
         },
         tombstone_retention: opts.tombstone_retention,
+        run_expiry: opts.run_expiry,
     };
     if let Some(listener) = &metrics_listener {
         let addr = listener

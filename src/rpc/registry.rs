@@ -39,6 +39,8 @@ pub struct RegistryContext {
     pub agent_events: broadcast::Sender<proto::AgentEvent>,
     /// Run progress, for `WatchRuns`.
     pub run_events: broadcast::Sender<proto::RunEvent>,
+    /// Woken when a run starts: the run expirer sleeps without a deadline while none is open.
+    pub run_started: Arc<tokio::sync::Notify>,
 }
 
 impl RegistryContext {
@@ -52,8 +54,12 @@ impl RegistryContext {
             store,
             agent_events,
             run_events,
+            run_started: Arc::new(tokio::sync::Notify::new()),
         };
         tokio::spawn(watch_leases(ctx.clone()));
+        if let Some(after) = ctx.state.tuning.run_expiry {
+            tokio::spawn(expire_open_runs(ctx.clone(), after));
+        }
         Ok(ctx)
     }
 
@@ -190,6 +196,57 @@ where
         }
     });
     Box::pin(ReceiverStream::new(out))
+}
+
+/// Expires open runs that showed no progress for `after` (`retention.open_runs`), until
+/// shutdown. It sleeps until the first open run can expire, or, with none open, until a run
+/// starts: an idle daemon is not woken by it.
+async fn expire_open_runs(ctx: RegistryContext, after: Duration) {
+    /// After a store error, try again this much later.
+    const RETRY: Duration = Duration::from_secs(30);
+    let idle_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let now = now_ms();
+        let wait = if ctx.state.health.is_healthy() {
+            let outcome = ctx
+                .blocking(move |reg| {
+                    let expired = reg.expire_idle_runs(now, idle_ms)?;
+                    Ok((expired, reg.next_run_expiry(idle_ms)?))
+                })
+                .await;
+            match outcome {
+                Ok((expired, next)) => {
+                    for r in &expired {
+                        tracing::info!(run = %r.run_id, workflow = %r.workflow_id, "expired an open run that showed no progress");
+                        ctx.run_event(
+                            proto::run_event::Kind::Expired,
+                            super::workflows::run_proto(r),
+                        );
+                    }
+                    next.map(|at| {
+                        Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "cannot expire idle runs; trying again later");
+                    Some(RETRY)
+                }
+            }
+        } else {
+            // Unflushed values must not be announced: try again once the store is healthy.
+            Some(RETRY)
+        };
+        match wait {
+            Some(wait) => tokio::select! {
+                _ = ctx.state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            },
+            None => tokio::select! {
+                _ = ctx.state.shutdown.cancelled() => return,
+                _ = ctx.run_started.notified() => {}
+            },
+        }
+    }
 }
 
 /// Announces agents whose lease ran out (once per expiry), until shutdown.

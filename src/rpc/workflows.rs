@@ -298,6 +298,7 @@ impl proto::workflows_server::Workflows for WorkflowsService {
             })
             .await?;
         let pb = run_proto(&run);
+        self.ctx.run_started.notify_one();
         self.ctx.run_event(EventKind::Started, pb.clone());
         Ok(Response::new(proto::StartRunResponse { run: Some(pb) }))
     }
@@ -409,27 +410,7 @@ impl proto::workflows_server::Workflows for WorkflowsService {
         let now = now_ms();
         let expired = self
             .ctx
-            .blocking(move |reg| {
-                let mut out = Vec::new();
-                for r in reg.runs()? {
-                    if !r.is_stale(now, idle) {
-                        continue;
-                    }
-                    let (run, _) = reg.update_run(&r.run_id, |run, _| {
-                        if run.is_stale(now, idle) {
-                            run.expire(
-                                now,
-                                format!("no progress for more than {idle} ms; expired"),
-                            )?;
-                        }
-                        Ok(false)
-                    })?;
-                    if run.status == RunStatus::Expired && run.finished_at_ms == Some(now) {
-                        out.push(run);
-                    }
-                }
-                Ok(out)
-            })
+            .blocking(move |reg| reg.expire_idle_runs(now, idle))
             .await?;
         for r in &expired {
             self.ctx.run_event(EventKind::Expired, run_proto(r));

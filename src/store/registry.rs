@@ -619,6 +619,50 @@ impl RegistryStore {
         Ok(out)
     }
 
+    /// Expires every open run that has shown no activity for more than `idle_ms` at
+    /// `now_ms`; returns the runs expired. Durable on return.
+    pub fn expire_idle_runs(&self, now_ms: i64, idle_ms: u64) -> Result<Vec<Run>> {
+        let mut out = Vec::new();
+        for r in self.runs()? {
+            if !r.is_stale(now_ms, idle_ms) {
+                continue;
+            }
+            // Checked again inside the update: a step may have arrived meanwhile.
+            let (run, _) = self.update_run(&r.run_id, |run, _| {
+                if run.is_stale(now_ms, idle_ms) {
+                    run.expire(
+                        now_ms,
+                        format!(
+                            "no progress for more than {}; expired",
+                            crate::config::format_duration(std::time::Duration::from_millis(
+                                idle_ms
+                            ))
+                        ),
+                    )?;
+                }
+                Ok(false)
+            })?;
+            if run.status == crate::registry::RunStatus::Expired
+                && run.finished_at_ms == Some(now_ms)
+            {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the first open run will have shown no activity for more than `idle_ms`
+    /// (`None`: no run is open).
+    pub fn next_run_expiry(&self, idle_ms: u64) -> Result<Option<i64>> {
+        let idle = i64::try_from(idle_ms).unwrap_or(i64::MAX);
+        Ok(self
+            .runs()?
+            .iter()
+            .filter(|r| !r.is_finished())
+            .map(|r| r.last_activity_ms().saturating_add(idle).saturating_add(1))
+            .min())
+    }
+
     // ---- sessions ----
 
     /// Saves `session` as the next version of its id (assigned here, atomically: concurrent
