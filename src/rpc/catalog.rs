@@ -261,6 +261,13 @@ impl proto::catalog_server::Catalog for CatalogService {
             watched_dirs: self.state.watcher().map_or(0, |w| w.counts().0),
             polled_dirs: self.state.watcher().map_or(0, |w| w.counts().1),
             schema_version: u32::from(crate::store::codec::SCHEMA_VERSION),
+            damage: self
+                .state
+                .store
+                .damage_reports()
+                .iter()
+                .map(super::admin::damage_report)
+                .collect(),
         }))
     }
 

@@ -95,6 +95,15 @@ impl Integrity {
         Ok(())
     }
 
+    /// State for a store opened without the check (a rescue copy): nothing recorded yet.
+    pub(crate) fn detached(dir: &Path) -> Integrity {
+        Integrity {
+            dir: dir.to_path_buf(),
+            last: Mutex::new(DurableRecord::default()),
+            reports: Mutex::new(read_reports(dir)),
+        }
+    }
+
     /// Damage reports not yet acknowledged.
     pub(crate) fn reports(&self) -> Vec<DamageReport> {
         self.reports
@@ -573,4 +582,34 @@ pub(crate) fn check_live(
         pending: integrity.reports(),
         entries_checked,
     })
+}
+
+/// Removes every catalog entry that cannot be read (a rescue copy); returns each as
+/// `tree key`.
+pub(crate) fn drop_unreadable_records(db: &sled::Db) -> Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    for name in db.tree_names() {
+        if !name.starts_with(ROOT_TREE_PREFIX) {
+            continue;
+        }
+        let tree = db.open_tree(&name)?;
+        let mut bad = Vec::new();
+        for item in tree.iter() {
+            let Ok((key, value)) = item else {
+                break;
+            };
+            if check_entry(&name, &key, &value, Depth::Full).is_err() {
+                bad.push(key);
+            }
+        }
+        for key in bad {
+            tree.remove(&key)?;
+            dropped.push(format!(
+                "{} {}",
+                String::from_utf8_lossy(&name),
+                show_key(&key)
+            ));
+        }
+    }
+    Ok(dropped)
 }

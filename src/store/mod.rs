@@ -241,6 +241,72 @@ impl Store {
         }))
     }
 
+    /// Opens a COPY of a database for a rescue (`wfdb export --db`): no repair, but what
+    /// cannot be read is removed from the copy so the rest can be; returns what the check found
+    /// (before the removals) and what was removed.
+    pub fn open_rescue_copy(copy: &Path) -> Result<(Store, CheckReport, Vec<String>)> {
+        let db = open_sled(copy, INSPECT_CACHE_BYTES, None)?;
+        let meta = db.open_tree("meta")?;
+        schema_of(copy, &meta)?;
+        let check = integrity::check(&db, copy, Depth::Full)?;
+        let mut dropped = registry::drop_unreadable(&db)?;
+        dropped.extend(integrity::drop_unreadable_records(&db)?);
+        let instance_id = meta
+            .get(META_INSTANCE)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        let integrity = Arc::new(integrity::Integrity::detached(copy));
+        Ok((
+            Store {
+                db,
+                meta,
+                path: copy.to_path_buf(),
+                instance_id,
+                integrity,
+            },
+            check,
+            dropped,
+        ))
+    }
+
+    /// Whether a running process (a daemon) holds the database in `dir`.
+    pub fn is_locked(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(dir.join("db")) else {
+            return false;
+        };
+        // sled holds an exclusive flock on `db` while open.
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return false;
+        }
+        std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+    }
+
+    /// Copies the database folder `from` (every file sled and wfdb keep there) into `to`,
+    /// which must not exist; returns the bytes copied.
+    pub fn copy_folder(from: &Path, to: &Path) -> std::io::Result<u64> {
+        create_private_dir(to).map_err(|e| match e {
+            StoreError::CreateDir { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let target = to.join(entry.file_name());
+            if kind.is_dir() {
+                bytes += Store::copy_folder(&entry.path(), &target)?;
+            } else if kind.is_file() {
+                bytes += std::fs::copy(entry.path(), &target)?;
+            }
+        }
+        Ok(bytes)
+    }
+
     /// The database folder.
     pub fn path(&self) -> &Path {
         &self.path
