@@ -358,10 +358,15 @@ pub fn remove_reports(dir: &Path) -> Result<usize> {
 
 /// Checks a freshly opened database against its durable record and repairs it when anything is
 /// wrong. Returns the store's integrity state and the instance id to serve.
-pub(crate) fn open_checked(db: &sled::Db, dir: &Path) -> Result<(Integrity, String)> {
+pub(crate) fn open_checked(
+    db: &sled::Db,
+    dir: &Path,
+    salvaged: Option<Finding>,
+) -> Result<(Integrity, String)> {
     let meta = db.open_tree("meta")?;
     let record = record_state(dir);
     let (seen, mut findings) = observe(db)?;
+    findings.extend(salvaged);
     findings.extend(durable::compare(&record, &seen));
     let (unreadable, _) = verify(db, Depth::Light);
     findings.extend(unreadable);

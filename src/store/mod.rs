@@ -42,7 +42,7 @@ pub enum StoreError {
     #[error("database {0} is in use by another running wfdb daemon (stop it, or pass --db to use another folder)")]
     Locked(PathBuf),
     #[error(
-        "database {path} is damaged and cannot be opened: {detail}. Save agents, workflows, runs and sessions first with `wfdb export --db {path} FILE` (it reads a copy), then move the folder aside and restart: the catalog is rebuilt from disk (cheap), but whatever the export could not read is lost"
+        "database {path} is damaged: sled cannot open it ({detail}). Save agents, workflows, runs and sessions first with `wfdb export --db {path} FILE` (it reads a copy); starting the daemon then sets aside what sled cannot read (in a damaged-* folder inside it) and rebuilds the catalog from disk (cheap); registry data that cannot be read is lost, and reported"
     )]
     Corrupt { path: PathBuf, detail: String },
     #[error("database {path} cannot be written ({source}): the folder or its files are read-only or belong to another user. Nothing is damaged: give this user write access (`ls -la {path}`), or export with `wfdb export --db {path} FILE`; do not move it aside, that would lose agents, workflows, runs and sessions")]
@@ -147,7 +147,14 @@ impl Store {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
         create_private_dir(dir)?;
         writable(dir)?;
-        let db = open_sled(dir, cache_bytes, Some(1000))?;
+        let (db, salvaged) = match open_sled(dir, cache_bytes, Some(1000)) {
+            Ok(db) => (db, None),
+            Err(StoreError::Corrupt { detail, .. }) => {
+                let (db, note) = salvage(dir, cache_bytes, &detail)?;
+                (db, Some(note))
+            }
+            Err(e) => return Err(e),
+        };
         let meta = db.open_tree("meta")?;
         if schema_of(dir, &meta)?.is_none() {
             meta.insert(META_SCHEMA, &SCHEMA.to_le_bytes())?;
@@ -155,7 +162,7 @@ impl Store {
         // Compared with the durable record; a damaged or rolled-back database is repaired
         // (new instance id, catalog rebuilt) and reported.
         let (integrity, instance_id) =
-            integrity::open_checked(&db, dir).map_err(|e| write_error(dir, e))?;
+            integrity::open_checked(&db, dir, salvaged).map_err(|e| write_error(dir, e))?;
         Ok(Store {
             db,
             meta,
@@ -245,10 +252,19 @@ impl Store {
     /// cannot be read is removed from the copy so the rest can be; returns what the check found
     /// (before the removals) and what was removed.
     pub fn open_rescue_copy(copy: &Path) -> Result<(Store, CheckReport, Vec<String>)> {
-        let db = open_sled(copy, INSPECT_CACHE_BYTES, None)?;
+        // A copy: setting aside what sled cannot read loses nothing of the original.
+        let (db, salvaged) = match open_sled(copy, INSPECT_CACHE_BYTES, None) {
+            Ok(db) => (db, None),
+            Err(StoreError::Corrupt { detail, .. }) => {
+                let (db, note) = salvage(copy, INSPECT_CACHE_BYTES, &detail)?;
+                (db, Some(note))
+            }
+            Err(e) => return Err(e),
+        };
         let meta = db.open_tree("meta")?;
         schema_of(copy, &meta)?;
-        let check = integrity::check(&db, copy, Depth::Full)?;
+        let mut check = integrity::check(&db, copy, Depth::Full)?;
+        check.findings.splice(0..0, salvaged);
         let mut dropped = registry::drop_unreadable(&db)?;
         dropped.extend(integrity::drop_unreadable_records(&db)?);
         let instance_id = meta
@@ -302,6 +318,10 @@ impl Store {
                 bytes += Store::copy_folder(&entry.path(), &target)?;
             } else if kind.is_file() {
                 bytes += std::fs::copy(entry.path(), &target)?;
+                // The copy is read and written (sled opens it read-write), whatever the
+                // original's mode.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
             }
         }
         Ok(bytes)
@@ -413,6 +433,63 @@ fn open_sled(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Resul
             }
         })?;
     opened.map_err(|e| open_error(dir, e))
+}
+
+/// Opens a database sled refuses, setting aside (never deleting) what it cannot read, one
+/// step at a time: its `conf`, then its snapshots, then the log itself (everything in it is
+/// then lost, and said so). What opens is checked against the durable record like any open.
+fn salvage(dir: &Path, cache_bytes: u64, detail: &str) -> Result<(sled::Db, Finding)> {
+    let aside = dir.join(format!(
+        "damaged-{}",
+        crate::catalog::scan::now_ns() / 1_000_000
+    ));
+    create_private_dir(&aside)?;
+    let move_aside = |name: &std::ffi::OsStr| -> Result<()> {
+        std::fs::rename(dir.join(name), aside.join(name)).map_err(|e| io_error(dir, e))
+    };
+    let names = |pick: fn(&str) -> bool| -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .filter(|n| pick(&n.to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    /// Which files a salvage step sets aside.
+    type Pick = fn(&str) -> bool;
+    let steps: [(&str, Pick); 3] = [
+        ("its configuration file (conf)", |n| n == "conf"),
+        ("its snapshots (snap.*)", |n| n.starts_with("snap.")),
+        ("its whole log (db, blobs): everything in it is lost", |n| {
+            n == "db" || n == "blobs"
+        }),
+    ];
+    let mut set_aside = Vec::new();
+    for (what, pick) in steps {
+        let found = names(pick);
+        if found.is_empty() {
+            continue;
+        }
+        for name in &found {
+            move_aside(name)?;
+        }
+        set_aside.push(what);
+        if let Ok(db) = open_sled(dir, cache_bytes, Some(1000)) {
+            let note = Finding::Unopenable(format!(
+                "sled could not open the database ({detail}); set aside in {}: {}",
+                aside.display(),
+                set_aside.join(", then ")
+            ));
+            tracing::error!(db = %dir.display(), aside = %aside.display(), "{note}");
+            return Ok((db, note));
+        }
+    }
+    Err(StoreError::Corrupt {
+        path: dir.to_path_buf(),
+        detail: detail.to_string(),
+    })
 }
 
 /// Refuses a database folder this user cannot write, naming the real cause (sled would
