@@ -504,6 +504,57 @@ async fn check_after_damage(mode: &str, d: &Daemon, g: &Golden) {
             }
         }
     }
+    if damaged {
+        // Every other way of asking "what changed since" refuses the old clocks too.
+        let mut sub = d
+            .catalog()
+            .await
+            .subscribe(proto::SubscribeRequest {
+                since_clock: Some(g.clock),
+                instance_id: g.instance_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = sub.message().await.unwrap().unwrap();
+        assert!(first.fresh_instance, "{mode}: Subscribe from an old clock");
+        // Once the graph is built (UNAVAILABLE before), an old clock is refused.
+        let deadline = Instant::now() + TIMEOUT;
+        let affected = loop {
+            let r = proto::graph_client::GraphClient::new(d.channel().await)
+                .affected(proto::AffectedRequest {
+                    since_clock: Some(g.clock - 1),
+                    ..Default::default()
+                })
+                .await;
+            match r {
+                Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(&affected, Err(s) if s.code() == tonic::Code::FailedPrecondition),
+            "{mode}: Affected answered an old clock: {affected:?}"
+        );
+        let token = format!("wfdb:1:{}:{}:{}", g.instance_id, g.root_id, g.clock - 1);
+        let out = Command::new(wfdb_bin())
+            .current_dir(&g.root)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["fsmonitor-hook", "2", &token])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let answer: Vec<&[u8]> = out.stdout.split(|b| *b == 0).skip(1).collect();
+        assert!(
+            answer.contains(&&b"/"[..]),
+            "{mode}: the fsmonitor hook did not ask git to check everything: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     assert_catalog_matches_disk(d, &g.root, &[]).await;
     let registry = registry_of(&export(&d.socket));
     if damaged {
