@@ -641,6 +641,13 @@ pub fn database_check(facts: &DbFacts) -> Check {
                 .fix(format!("run as the daemon's user, or give it write access: `ls -la {shown}`"))
                 .fix(format!("to save agents, workflows, runs and sessions now: `wfdb export --db {shown} FILE`"))
                 .fix("do not move it aside: that would lose the workflow database"),
+                StoreError::Corrupt { detail, .. } => Check::new(
+                    "database",
+                    Level::Fail,
+                    format!("{shown} is damaged: sled cannot open it ({detail})"),
+                )
+                .fix(format!("save the workflow database first: `wfdb export --db {shown} FILE` (it reads a copy)"))
+                .fix(format!("then start the daemon: it sets aside what sled cannot read (into {shown}/damaged-*), rebuilds the catalog from disk and reports what was lost")),
                 StoreError::DiskFull { source, .. } => Check::new(
                     "database",
                     Level::Fail,
@@ -1437,7 +1444,49 @@ mod tests {
             },
         ));
         assert_eq!(c.level, Level::Fail);
-        assert!(c.fixes[0].contains("mv /db /db.old"), "{:?}", c.fixes);
+        assert!(c.fixes[0].contains("wfdb export --db /db"), "{:?}", c.fixes);
+        assert!(c.fixes[1].contains("damaged-*"), "{:?}", c.fixes);
+        // A read-only folder is not damage: never the advice to move it aside.
+        let c = database_check(&DbFacts::Failed(
+            "/db".into(),
+            StoreError::NotWritable {
+                path: "/db".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            },
+        ));
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("nothing is damaged"), "{}", c.finding);
+        assert!(c.fixes.iter().any(|f| f.contains("do not move it aside")));
+    }
+
+    #[test]
+    fn integrity_fails_on_damage_now_or_unacknowledged() {
+        let checked = |findings: Vec<String>, damage: Vec<proto::DamageReport>| {
+            integrity_check(&IntegrityFacts::Checked {
+                by_daemon: false,
+                findings,
+                damage,
+                entries: 10,
+                elapsed_ms: 1,
+            })
+        };
+        let c = checked(vec![], vec![]);
+        assert_eq!(c.level, Level::Ok);
+        let c = checked(vec!["root went back from clock 11 to 2".into()], vec![]);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("went back"), "{}", c.finding);
+        assert!(c.fixes.iter().any(|f| f.contains("wfdb export --db")));
+        let report = proto::DamageReport {
+            findings: vec!["the durable record is missing".into()],
+            registry: "intact".into(),
+            ..Default::default()
+        };
+        let c = checked(vec![], vec![report]);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("not yet acknowledged"), "{}", c.finding);
+        assert!(c.fixes[0].contains("--ack-damage"));
+        let c = integrity_check(&IntegrityFacts::Skipped("no database yet".into()));
+        assert_eq!(c.level, Level::Skip);
     }
 
     const LIMITS: InotifyLimits = InotifyLimits {
