@@ -749,6 +749,8 @@ async fn a_read_only_database_is_named_as_such_and_can_still_be_exported() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("read-only or owned by another user"), "{out}");
     assert!(out.contains("matches its durable record"), "{out}");
+    assert!(out.contains("saved: 2 agent(s)"), "{out}");
+    assert!(out.contains("1 session(s)"), "{out}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(registry_of(&doc), g.registry);
     // The original is untouched.

@@ -117,9 +117,11 @@ pub fn export_offline(dir: &Path, file: &Path, out: &Output) -> anyhow::Result<(
         "database": dir.display().to_string(),
         "database_bytes": copied,
         "agents": count("agents"),
-        "workflow_versions": count("workflow_versions"),
+        "workflows": count("workflows"),
+        "older_workflow_versions": count("workflow_versions"),
         "runs": count("runs"),
-        "session_versions": count("session_versions"),
+        "sessions": count("sessions"),
+        "older_session_versions": count("session_versions"),
         "files": count("files"),
         "findings": findings,
         "unreadable_removed": dropped,
@@ -161,8 +163,14 @@ pub fn export_offline(dir: &Path, file: &Path, out: &Output) -> anyhow::Result<(
 /// What was saved and what a rebuild costs, in words.
 fn summary_text(s: &Value) -> String {
     let mut lines = vec![format!(
-        "saved: {} agent(s), {} workflow version(s), {} run(s), {} session version(s), {} catalogued file(s)",
-        s["agents"], s["workflow_versions"], s["runs"], s["session_versions"], s["files"]
+        "saved: {} agent(s), {} workflow(s) (+{} older versions), {} run(s), {} session(s) (+{} older versions), {} catalogued file(s)",
+        s["agents"],
+        s["workflows"],
+        s["older_workflow_versions"],
+        s["runs"],
+        s["sessions"],
+        s["older_session_versions"],
+        s["files"]
     )];
     if let Some(a) = s["access"].as_str() {
         lines.push(format!("note: {a}"));
