@@ -539,6 +539,19 @@ async fn check_after_damage(mode: &str, d: &Daemon, g: &Golden) {
             matches!(&affected, Err(s) if s.code() == tonic::Code::FailedPrecondition),
             "{mode}: Affected answered an old clock: {affected:?}"
         );
+        // With the old instance id, even the current clock of the new instance is refused.
+        let affected = proto::graph_client::GraphClient::new(d.channel().await)
+            .affected(proto::AffectedRequest {
+                since_clock: Some(now),
+                instance_id: g.instance_id.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(&affected, Err(s) if s.code() == tonic::Code::FailedPrecondition
+                && s.message().contains("instance")),
+            "{mode}: Affected ignored the instance id: {affected:?}"
+        );
         let token = format!("wfdb:1:{}:{}:{}", g.instance_id, g.root_id, g.clock - 1);
         let out = Command::new(wfdb_bin())
             .current_dir(&g.root)
