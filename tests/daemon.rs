@@ -179,7 +179,7 @@ async fn notifies_systemd_ready_status_watchdog_and_stops_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn locked_future_and_corrupt_databases_are_refused_clearly() {
+async fn locked_and_future_databases_are_refused_clearly_and_corrupt_ones_set_aside() {
     let dirs = Dirs::new();
     let root = dirs.tmp.path().join("tree");
     write_old(&root.join("a.txt"), b"a");
@@ -242,8 +242,28 @@ async fn locked_future_and_corrupt_databases_are_refused_clearly() {
     )
     .unwrap();
     std::fs::write(corrupt.db.join("db"), vec![0xA5u8; 8192]).unwrap();
-    let err = serve_fails(&corrupt, &[root_s]);
-    assert!(err.contains("corrupt") || err.contains("database"), "{err}");
+    // What sled cannot open is set aside (never deleted), and the daemon starts on a rebuilt
+    // catalog, saying so.
+    let d = start(&corrupt, &[root.as_os_str()]).await;
+    let s = stats(&d).await;
+    assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
+    assert!(
+        s.damage[0].findings[0].contains("set aside"),
+        "{:?}",
+        s.damage
+    );
+    let aside: Vec<_> = std::fs::read_dir(&corrupt.db)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(aside[0].path().join("conf")).unwrap(),
+        b"\xff\xfe garbage that is not a sled config"
+    );
+    assert_catalog_matches_disk(&d, &root, &[]).await;
+    assert!(d.stop().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,8 +103,12 @@ pub async fn status(channel: Channel, root: Option<String>, out: &Output) -> any
             })),
             "roots": roots,
             "metrics": resp.metrics.as_ref().map(metrics_json),
+            "damage": resp.damage.iter().map(damage_json).collect::<Vec<_>>(),
         }));
         return Ok(());
+    }
+    for line in damage_lines(&resp.damage) {
+        out.text(&line);
     }
     out.text(&format!(
         "wfdb {} · database {} · instance {} · up {}s · {} folders watched, {} polled",
@@ -588,4 +592,50 @@ pub async fn changes(
         out.text(&format!("# clock {}", resp.clock));
     }
     Ok(())
+}
+
+/// A damage report as JSON (status, doctor).
+pub fn damage_json(d: &proto::DamageReport) -> serde_json::Value {
+    json!({
+        "detected_ms": d.detected_ms,
+        "findings": d.findings,
+        "previous_instance_id": d.previous_instance_id,
+        "instance_id": d.instance_id,
+        "catalog_rebuilt": d.catalog_rebuilt,
+        "registry": d.registry,
+        "registry_entries_dropped": d.registry_entries_dropped,
+    })
+}
+
+/// Damage reports as the lines `wfdb status` and `wfdb doctor` print.
+pub fn damage_lines(reports: &[proto::DamageReport]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in reports {
+        let when = workflowdb::catalog::record::rfc3339_ns(d.detected_ms.saturating_mul(1_000_000));
+        out.push(format!(
+            "DAMAGE found at start-up ({when}): the database had been damaged or rolled back"
+        ));
+        for f in &d.findings {
+            out.push(format!("  - {f}"));
+        }
+        if !d.catalog_rebuilt.is_empty() {
+            out.push(format!(
+                "  catalog rebuilt from disk under a new instance id {} (was {}): clients' old clocks get a fresh instance: {}",
+                d.instance_id,
+                if d.previous_instance_id.is_empty() { "lost" } else { &d.previous_instance_id },
+                d.catalog_rebuilt.join(", ")
+            ));
+        }
+        out.push(format!("  workflow database: {}", d.registry));
+        for e in &d.registry_entries_dropped {
+            out.push(format!("  removed unreadable entry: {e}"));
+        }
+    }
+    if !reports.is_empty() {
+        out.push(
+            "  once read (and lost work redone), clear this with `wfdb doctor --ack-damage`"
+                .to_string(),
+        );
+    }
+    out
 }

@@ -21,6 +21,8 @@ use workflowdb::store::{DatabaseInfo, Store, StoreError};
 const CLI_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long connecting and the health check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the daemon's full verify pass may take.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the daemon's figures may take (they count every root's records).
 const STATS_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where the systemd unit puts the socket.
@@ -38,6 +40,10 @@ Check what the daemon depends on and say what to fix:
   version   this wfdb and the daemon are the same version
   database  the daemon's database (or, with the daemon down, the one on disk: opened only
             for the check, never created) has this wfdb's schema and is not corrupt
+  integrity every entry of the database reads back through the record codec, and the
+            database holds at least what its durable record says reached disk (no silent
+            rollback); damage found at an earlier start and not yet acknowledged (clear it
+            with --ack-damage once read)
   inotify   the kernel's fs.inotify limits against the folders the daemon watches and polls
             (with the daemon down: against a walk of PATHs, the database's roots, or the
             current folder)
@@ -53,6 +59,10 @@ pub struct DoctorArgs {
     /// Database folder to check when the daemon is not running [default: as `wfdb serve`].
     #[arg(long, env = "WFDB_DB")]
     db: Option<PathBuf>,
+    /// Clear the damage reports (after reading them): through the daemon when one answers,
+    /// else in the database folder. Health of workflowdb.v1.Integrity turns SERVING.
+    #[arg(long)]
+    ack_damage: bool,
 }
 
 /// How a check came out, from best to worst.
@@ -611,7 +621,7 @@ pub fn database_check(facts: &DbFacts) -> Check {
                     "database",
                     Level::Ok,
                     format!(
-                        "{shown}: healthy, schema {schema} (this wfdb reads {ours}), instance {id}, {} root(s), {}, not in use",
+                        "{shown}: opens, schema {schema} (this wfdb reads {ours}), instance {id}, {} root(s), {}, not in use",
                         info.roots.len(),
                         human_bytes(info.size_on_disk)
                     ),
@@ -653,6 +663,27 @@ pub fn database_check(facts: &DbFacts) -> Check {
                     format!("cannot open {shown}: {source}"),
                 )
                 .fix("run as the daemon's user, or check the folder's permissions"),
+                StoreError::NotWritable { source, .. } => Check::new(
+                    "database",
+                    Level::Fail,
+                    format!("{shown} cannot be written ({source}): nothing is damaged, but the daemon cannot start on it"),
+                )
+                .fix(format!("run as the daemon's user, or give it write access: `ls -la {shown}`"))
+                .fix(format!("to save agents, workflows, runs and sessions now: `wfdb export --db {shown} FILE`"))
+                .fix("do not move it aside: that would lose the workflow database"),
+                StoreError::Corrupt { detail, .. } => Check::new(
+                    "database",
+                    Level::Fail,
+                    format!("{shown} is damaged: sled cannot open it ({detail})"),
+                )
+                .fix(format!("save the workflow database first: `wfdb export --db {shown} FILE` (it reads a copy)"))
+                .fix(format!("then start the daemon: it sets aside what sled cannot read (into {shown}/damaged-*), rebuilds the catalog from disk and reports what was lost")),
+                StoreError::DiskFull { source, .. } => Check::new(
+                    "database",
+                    Level::Fail,
+                    format!("{shown}: the disk is full ({source})"),
+                )
+                .fix(format!("free some space on the disk holding {shown} (`df -h {shown}`)")),
                 other => Check::new(
                     "database",
                     Level::Fail,
@@ -663,6 +694,143 @@ pub fn database_check(facts: &DbFacts) -> Check {
             .with_details(details)
         }
     }
+}
+
+/// What the integrity check learned.
+#[derive(Debug)]
+pub enum IntegrityFacts {
+    /// The store was verified (by the daemon, or offline on the database folder).
+    Checked {
+        by_daemon: bool,
+        /// What is wrong now.
+        findings: Vec<String>,
+        /// Damage found at an earlier start, not yet acknowledged.
+        damage: Vec<proto::DamageReport>,
+        entries: u64,
+        elapsed_ms: u64,
+    },
+    /// Could not be checked, and why.
+    Skipped(String),
+}
+
+/// Judges the store's integrity: damage now, or damage found earlier and not acknowledged.
+pub fn integrity_check(facts: &IntegrityFacts) -> Check {
+    match facts {
+        IntegrityFacts::Skipped(why) => Check::new("integrity", Level::Skip, why.clone()),
+        IntegrityFacts::Checked {
+            by_daemon,
+            findings,
+            damage,
+            entries,
+            elapsed_ms,
+        } => {
+            let by = if *by_daemon {
+                "by the daemon"
+            } else {
+                "offline"
+            };
+            let details = json!({"by_daemon": by_daemon, "findings": findings,
+                "damage": damage.iter().map(super::catalog::damage_json).collect::<Vec<_>>(),
+                "entries_checked": entries, "elapsed_ms": elapsed_ms});
+            if !findings.is_empty() {
+                let mut c = Check::new(
+                    "integrity",
+                    Level::Fail,
+                    format!(
+                        "the database is damaged or rolled back (verified {by}, {entries} entries): {}",
+                        findings.join("; ")
+                    ),
+                );
+                if !by_daemon {
+                    c = c
+                        .fix("starting the daemon repairs it: the catalog is rebuilt from disk under a new instance id (cheap); registry entries that still read are kept and the loss is reported")
+                        .fix("to save agents, workflows, runs and sessions first: `wfdb export --db DIR FILE` (reads a copy)");
+                } else {
+                    c = c.fix("export the workflow database now (`wfdb export FILE`), then restart the daemon: it repairs the database on open");
+                }
+                return c.with_details(details);
+            }
+            if !damage.is_empty() {
+                let mut c = Check::new(
+                    "integrity",
+                    Level::Fail,
+                    format!(
+                        "damage was found at start-up and repaired, not yet acknowledged: {}",
+                        super::catalog::damage_lines(damage).join("\n")
+                    ),
+                );
+                c = c.fix("check what was lost (above), redo it or import a backup (`wfdb import FILE`), then `wfdb doctor --ack-damage`");
+                return c.with_details(details);
+            }
+            Check::new(
+                "integrity",
+                Level::Ok,
+                format!("verified {by}: {entries} entries read back, nothing rolled back ({elapsed_ms} ms)"),
+            )
+            .with_details(details)
+        }
+    }
+}
+
+/// Verifies the daemon's store over gRPC (every entry decoded).
+async fn verify_through_daemon(socket: &Path) -> IntegrityFacts {
+    let run = async {
+        let channel = workflowdb::client::connect_unix(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        proto::admin_client::AdminClient::new(channel)
+            .verify(proto::VerifyRequest { full: true })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_string())
+    };
+    match tokio::time::timeout(VERIFY_TIMEOUT, run).await {
+        Err(_) => IntegrityFacts::Skipped(format!(
+            "the daemon did not finish verifying within {} s",
+            VERIFY_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => IntegrityFacts::Skipped(format!("the daemon cannot verify: {e}")),
+        Ok(Ok(r)) => IntegrityFacts::Checked {
+            by_daemon: true,
+            findings: r.findings,
+            damage: r.damage,
+            entries: r.entries_checked,
+            elapsed_ms: r.elapsed_ms,
+        },
+    }
+}
+
+/// Verifies the database on disk (the daemon is down).
+fn verify_offline(dir: &Path) -> IntegrityFacts {
+    let started = std::time::Instant::now();
+    match Store::check(dir, workflowdb::store::Depth::Full) {
+        Ok(Some(r)) => IntegrityFacts::Checked {
+            by_daemon: false,
+            findings: r.findings.iter().map(ToString::to_string).collect(),
+            damage: r
+                .pending
+                .iter()
+                .map(workflowdb::rpc::admin::damage_report)
+                .collect(),
+            entries: r.entries_checked,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        },
+        Ok(None) => IntegrityFacts::Skipped("no database yet".into()),
+        Err(e) => IntegrityFacts::Skipped(format!("cannot verify: {e}")),
+    }
+}
+
+/// Clears the damage reports, through the daemon when it answers.
+async fn acknowledge_damage(serving: bool, socket: &Path, dir: &Path) -> anyhow::Result<usize> {
+    if serving {
+        let channel = workflowdb::client::connect_unix(socket).await?;
+        let r = proto::admin_client::AdminClient::new(channel)
+            .acknowledge_damage(proto::AcknowledgeDamageRequest {})
+            .await?
+            .into_inner();
+        return Ok(r.acknowledged as usize);
+    }
+    Ok(Store::acknowledge_damage_offline(dir)?)
 }
 
 /// Opens the database on disk for the check when the daemon is unreachable.
@@ -993,6 +1161,14 @@ pub async fn run(
         version_check(stats.map(|s| s.version.as_str())),
     ];
     let db_dir = args.db.clone().unwrap_or(default_db);
+    if args.ack_damage {
+        let n = acknowledge_damage(stats.is_some(), socket, &db_dir).await?;
+        if out.json {
+            out.json_line(&json!({"acknowledged": n}));
+        } else {
+            out.text(&format!("acknowledged {n} damage report(s)"));
+        }
+    }
     let (db, need) = match stats {
         Some(s) => (
             DbFacts::Daemon {
@@ -1024,6 +1200,18 @@ pub async fn run(
         }
     };
     checks.push(database_check(&db));
+    let integrity = match stats {
+        Some(_) => verify_through_daemon(socket).await,
+        None => match &db {
+            DbFacts::Inspected(..) => {
+                let dir = db_dir.clone();
+                tokio::task::spawn_blocking(move || verify_offline(&dir)).await?
+            }
+            DbFacts::Absent(_) => IntegrityFacts::Skipped("no database yet".into()),
+            _ => IntegrityFacts::Skipped("the database could not be opened (above)".into()),
+        },
+    };
+    checks.push(integrity_check(&integrity));
     let (limits, usage) =
         tokio::task::spawn_blocking(move || (read_limits(), read_usage(uid))).await?;
     checks.push(inotify_check(limits, usage, &need));
@@ -1295,7 +1483,49 @@ mod tests {
             },
         ));
         assert_eq!(c.level, Level::Fail);
-        assert!(c.fixes[0].contains("mv /db /db.old"), "{:?}", c.fixes);
+        assert!(c.fixes[0].contains("wfdb export --db /db"), "{:?}", c.fixes);
+        assert!(c.fixes[1].contains("damaged-*"), "{:?}", c.fixes);
+        // A read-only folder is not damage: never the advice to move it aside.
+        let c = database_check(&DbFacts::Failed(
+            "/db".into(),
+            StoreError::NotWritable {
+                path: "/db".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            },
+        ));
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("nothing is damaged"), "{}", c.finding);
+        assert!(c.fixes.iter().any(|f| f.contains("do not move it aside")));
+    }
+
+    #[test]
+    fn integrity_fails_on_damage_now_or_unacknowledged() {
+        let checked = |findings: Vec<String>, damage: Vec<proto::DamageReport>| {
+            integrity_check(&IntegrityFacts::Checked {
+                by_daemon: false,
+                findings,
+                damage,
+                entries: 10,
+                elapsed_ms: 1,
+            })
+        };
+        let c = checked(vec![], vec![]);
+        assert_eq!(c.level, Level::Ok);
+        let c = checked(vec!["root went back from clock 11 to 2".into()], vec![]);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("went back"), "{}", c.finding);
+        assert!(c.fixes.iter().any(|f| f.contains("wfdb export --db")));
+        let report = proto::DamageReport {
+            findings: vec!["the durable record is missing".into()],
+            registry: "intact".into(),
+            ..Default::default()
+        };
+        let c = checked(vec![], vec![report]);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.finding.contains("not yet acknowledged"), "{}", c.finding);
+        assert!(c.fixes[0].contains("--ack-damage"));
+        let c = integrity_check(&IntegrityFacts::Skipped("no database yet".into()));
+        assert_eq!(c.level, Level::Skip);
     }
 
     const LIMITS: InotifyLimits = InotifyLimits {

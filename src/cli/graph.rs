@@ -148,6 +148,7 @@ pub async fn affected(
             since_clock: since,
             depth,
             unsynced: false,
+            instance_id: String::new(),
         })
         .await?
         .into_inner();

@@ -171,8 +171,12 @@ fn files() -> Vec<Entry> {
         item(
             "~/.local/state/wfdb/db",
             "The database, one per daemon: $STATE_DIRECTORY/db under systemd, else \
-             $XDG_STATE_HOME/wfdb/db, else this (--db or WFDB_DB chooses another). Beside it, \
-             db.cookies/ holds the cookie files of synced queries.",
+             $XDG_STATE_HOME/wfdb/db, else this (--db or WFDB_DB chooses another). Inside it, \
+             sled's files (db, conf, snap.*), wfdb-durable (what reached disk at the last \
+             flush, compared at every start to detect damage and rollback), wfdb-damage.json \
+             (damage reports until `wfdb doctor --ack-damage`) and damaged-*/ (files sled \
+             could not open, set aside). Beside it, db.cookies/ holds the cookie files of \
+             synced queries.",
         ),
         item(
             "$XDG_RUNTIME_DIR/wfdb/wfdb.sock",

@@ -10,6 +10,7 @@ mod logging;
 mod manual;
 mod output;
 mod registry;
+mod rescue;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -196,8 +197,15 @@ enum Command {
     /// The knowledge graph: neighbors, related nodes, paths, rebuild.
     #[command(subcommand)]
     Kg(registry::KgCmd),
-    /// Write the whole database as JSON (`-` for standard output).
-    Export { file: PathBuf },
+    /// Write the whole database as JSON (`-` for standard output). With --db, read the
+    /// database folder itself (the daemon down): the way out when it cannot start.
+    Export {
+        file: PathBuf,
+        /// Read this database folder instead of asking the daemon (it must not be running on
+        /// it). A copy is read, so a damaged or read-only folder is left as it is.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Import a JSON document written by `wfdb export` (all or nothing).
     Import {
         file: PathBuf,
@@ -271,6 +279,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(socket) => return fsmonitor::run(&socket, &version, &token).await,
                 Err(e) => Err(e),
             }
+        }
+        Command::Export { file, db: Some(db) } => {
+            let out = output::Output::new(cli.json);
+            rescue::export_offline(&db, &file, &out)
         }
         Command::Doctor(args) => match config::settings_or_defaults(socket, config_file) {
             Ok((s, file)) => {
@@ -451,7 +463,7 @@ async fn client_command(cmd: Command, socket: &std::path::Path, json: bool) -> a
         Command::Run(cmd) => registry::run(channel, cmd, &out).await,
         Command::Session(cmd) => registry::session(channel, cmd, &out).await,
         Command::Kg(cmd) => registry::kg(channel, cmd, &out).await,
-        Command::Export { file } => registry::export(channel, file, &out).await,
+        Command::Export { file, .. } => registry::export(channel, file, &out).await,
         Command::Import { file, dry_run } => registry::import(channel, file, dry_run, &out).await,
         Command::Report { format } => registry::report(channel, format, &out).await,
     }

@@ -22,6 +22,19 @@ impl AdminService {
     }
 }
 
+/// A damage report as the wire shows it.
+pub fn damage_report(r: &crate::store::DamageReport) -> proto::DamageReport {
+    proto::DamageReport {
+        detected_ms: r.detected_ms,
+        findings: r.findings.clone(),
+        previous_instance_id: r.previous_instance_id.clone(),
+        instance_id: r.instance_id.clone(),
+        catalog_rebuilt: r.catalog_rebuilt.clone(),
+        registry: r.registry.clone(),
+        registry_entries_dropped: r.registry_entries_dropped.clone(),
+    }
+}
+
 fn root_info(root: &Root) -> proto::RootInfo {
     let meta = root.store.meta().unwrap_or_default();
     proto::RootInfo {
@@ -76,6 +89,46 @@ impl proto::admin_server::Admin for AdminService {
                 state: "removed".into(),
                 ..info
             }),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let depth = if request.into_inner().full {
+            crate::store::Depth::Full
+        } else {
+            crate::store::Depth::Light
+        };
+        let state = Arc::clone(&self.state);
+        let started = std::time::Instant::now();
+        let report = tokio::task::spawn_blocking(move || state.store.verify(depth))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| status_of(e.into()))?;
+        Ok(Response::new(proto::VerifyResponse {
+            findings: report.findings.iter().map(ToString::to_string).collect(),
+            damage: report.pending.iter().map(damage_report).collect(),
+            entries_checked: report.entries_checked,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn acknowledge_damage(
+        &self,
+        _request: Request<proto::AcknowledgeDamageRequest>,
+    ) -> Result<Response<proto::AcknowledgeDamageResponse>, Status> {
+        let n = self
+            .state
+            .store
+            .acknowledge_damage()
+            .map_err(|e| status_of(e.into()))?;
+        if n > 0 {
+            tracing::warn!(reports = n, "damage reports acknowledged");
+        }
+        Ok(Response::new(proto::AcknowledgeDamageResponse {
+            acknowledged: u32::try_from(n).unwrap_or(u32::MAX),
         }))
     }
 

@@ -273,6 +273,13 @@ impl proto::catalog_server::Catalog for CatalogService {
             polled_dirs: self.state.watcher().map_or(0, |w| w.counts().1),
             schema_version: u32::from(crate::store::codec::SCHEMA_VERSION),
             store_health: Some(store_health(&self.state.health)),
+            damage: self
+                .state
+                .store
+                .damage_reports()
+                .iter()
+                .map(super::admin::damage_report)
+                .collect(),
         }))
     }
 

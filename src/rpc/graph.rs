@@ -161,6 +161,15 @@ impl proto::graph_server::Graph for GraphService {
                     "give either `paths` or `since_clock`, not both",
                 ));
             }
+            let instance = self.state.store.instance_id();
+            if !req.instance_id.is_empty() && req.instance_id != instance {
+                return Err(Status::failed_precondition(format!(
+                    "clock {since} is from instance {}, this database is instance {instance} \
+                     (rebuilt or repaired since): take a new clock with `wfdb clock`, or name \
+                     the changed paths",
+                    req.instance_id
+                )));
+            }
             let r = Arc::clone(&root);
             tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
                 let answerable = r

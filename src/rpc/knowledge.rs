@@ -84,13 +84,20 @@ impl GraphRecords {
         state: &DaemonState,
         reg: &RegistryStore,
     ) -> Result<GraphRecords, RegistryStoreError> {
+        GraphRecords::load_roots(&state.roots(), reg)
+    }
+
+    /// Reads everything of these roots (blocking; also used offline, without a daemon).
+    pub fn load_roots(
+        roots: &[Arc<crate::daemon::Root>],
+        reg: &RegistryStore,
+    ) -> Result<GraphRecords, RegistryStoreError> {
         let agents = reg.agents()?;
         let owners = OwnerMatcher::new(&agents);
-        let roots = state.roots();
         let qualified = roots.len() > 1;
         let key = |root_id: &str, path: &str| graph_key(qualified, root_id, path);
         let mut files = Vec::new();
-        for root in &roots {
+        for root in roots {
             for rec in root.store.files_under(None) {
                 let record = rec?;
                 let path = record.path.to_lossy();

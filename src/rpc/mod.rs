@@ -93,6 +93,45 @@ impl Servers {
     }
 }
 
+/// The health service name that is NOT_SERVING while damage found at start-up is not yet
+/// acknowledged (the overall "" status is not changed by it: the daemon does serve).
+pub const INTEGRITY_SERVICE: &str = "workflowdb.v1.Integrity";
+
+/// Keeps the Integrity health status in step with the store's damage reports (they are
+/// cleared by an acknowledgement, so this looks again every half second).
+async fn spawn_integrity_health(
+    state: Arc<DaemonState>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    let status = |damaged: bool| {
+        if damaged {
+            tonic_health::ServingStatus::NotServing
+        } else {
+            tonic_health::ServingStatus::Serving
+        }
+    };
+    // Set before the servers start, so the name is never unknown to a client.
+    let mut shown = !state.store.damage_reports().is_empty();
+    reporter
+        .set_service_status(INTEGRITY_SERVICE, status(shown))
+        .await;
+    tokio::spawn(async move {
+        loop {
+            let damaged = !state.store.damage_reports().is_empty();
+            if shown != damaged {
+                reporter
+                    .set_service_status(INTEGRITY_SERVICE, status(damaged))
+                    .await;
+                shown = damaged;
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+        }
+    });
+}
+
 /// Starts serving on the Unix socket and, when given, on TCP with a required bearer token;
 /// `access` decides who may call what on each. Servers stop accepting when the daemon's
 /// shutdown token is cancelled.
@@ -112,6 +151,7 @@ pub async fn spawn_servers(
     health_reporter
         .set_serving::<AdminServer<admin::AdminService>>()
         .await;
+    spawn_integrity_health(Arc::clone(&state), health_reporter.clone()).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -36,7 +36,16 @@ pub fn export_document(
     state: &DaemonState,
     reg: &RegistryStore,
 ) -> Result<Value, RegistryStoreError> {
-    let records = GraphRecords::load(state, reg)?;
+    export_document_of(&state.roots(), reg)
+}
+
+/// The export document of these roots and the registry (blocking; `wfdb export --db` calls
+/// it without a daemon).
+pub fn export_document_of(
+    root_list: &[Arc<crate::daemon::Root>],
+    reg: &RegistryStore,
+) -> Result<Value, RegistryStoreError> {
+    let records = GraphRecords::load_roots(root_list, reg)?;
     let graph = records.graph();
     let mut files = Map::new();
     for f in &records.files {
@@ -63,7 +72,7 @@ pub fn export_document(
         files.insert(f.key.clone(), entry);
     }
     let mut roots = Vec::new();
-    for root in state.roots() {
+    for root in root_list {
         let clock = root.store.meta()?.clock;
         roots.push(
             json!({"root": root.path.display().to_string(), "root_id": root.id, "clock": clock}),

@@ -183,6 +183,8 @@ pub enum Finding {
     RegistryRolledBack { durable: u64, found: u64 },
     /// A stored entry cannot be read (sled's iterator or the record codec refused it).
     Unreadable { tree: String, detail: String },
+    /// sled refused to open the database; what was set aside to open it.
+    Unopenable(String),
 }
 
 impl fmt::Display for Finding {
@@ -225,6 +227,7 @@ impl fmt::Display for Finding {
             Finding::Unreadable { tree, detail } => {
                 write!(f, "unreadable data in tree {tree}: {detail}")
             }
+            Finding::Unopenable(what) => f.write_str(what),
         }
     }
 }

@@ -44,7 +44,7 @@ pub enum StoreError {
     #[error("database {0} is in use by another running wfdb daemon (stop it, or pass --db to use another folder)")]
     Locked(PathBuf),
     #[error(
-        "database {path} is damaged and cannot be opened: {detail}. Save agents, workflows, runs and sessions first with `wfdb export --db {path} FILE` (it reads a copy), then move the folder aside and restart: the catalog is rebuilt from disk (cheap), but whatever the export could not read is lost"
+        "database {path} is damaged: sled cannot open it ({detail}). Save agents, workflows, runs and sessions first with `wfdb export --db {path} FILE` (it reads a copy); starting the daemon then sets aside what sled cannot read (in a damaged-* folder inside it) and rebuilds the catalog from disk (cheap); registry data that cannot be read is lost, and reported"
     )]
     Corrupt { path: PathBuf, detail: String },
     #[error("database {path} cannot be written ({source}): the folder or its files are read-only or belong to another user. Nothing is damaged: give this user write access (`ls -la {path}`), or export with `wfdb export --db {path} FILE`; do not move it aside, that would lose agents, workflows, runs and sessions")]
@@ -152,7 +152,14 @@ impl Store {
         // No flush timer: sled's background flusher rewrites pages (its page GC) between
         // flushes forever, about 1 MB/s on a settled 50k-file catalog. The daemon flushes
         // when it has something to make durable (see ARCHITECTURE.md, "Idle means idle").
-        let db = open_sled(dir, cache_bytes, None)?;
+        let (db, salvaged) = match open_sled(dir, cache_bytes, None) {
+            Ok(db) => (db, None),
+            Err(StoreError::Corrupt { detail, .. }) => {
+                let (db, note) = salvage(dir, cache_bytes, &detail)?;
+                (db, Some(note))
+            }
+            Err(e) => return Err(e),
+        };
         let meta = db.open_tree("meta")?;
         if schema_of(dir, &meta)?.is_none() {
             meta.insert(META_SCHEMA, &SCHEMA.to_le_bytes())?;
@@ -160,7 +167,7 @@ impl Store {
         // Compared with the durable record; a damaged or rolled-back database is repaired
         // (new instance id, catalog rebuilt) and reported.
         let (integrity, instance_id) =
-            integrity::open_checked(&db, dir).map_err(|e| write_error(dir, e))?;
+            integrity::open_checked(&db, dir, salvaged).map_err(|e| write_error(dir, e))?;
         Ok(Store {
             db,
             meta,
@@ -244,6 +251,85 @@ impl Store {
             roots,
             size_on_disk: db.size_on_disk().unwrap_or(0),
         }))
+    }
+
+    /// Opens a COPY of a database for a rescue (`wfdb export --db`): no repair, but what
+    /// cannot be read is removed from the copy so the rest can be; returns what the check found
+    /// (before the removals) and what was removed.
+    pub fn open_rescue_copy(copy: &Path) -> Result<(Store, CheckReport, Vec<String>)> {
+        // A copy: setting aside what sled cannot read loses nothing of the original.
+        let (db, salvaged) = match open_sled(copy, INSPECT_CACHE_BYTES, None) {
+            Ok(db) => (db, None),
+            Err(StoreError::Corrupt { detail, .. }) => {
+                let (db, note) = salvage(copy, INSPECT_CACHE_BYTES, &detail)?;
+                (db, Some(note))
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = db.open_tree("meta")?;
+        schema_of(copy, &meta)?;
+        let mut check = integrity::check(&db, copy, Depth::Full)?;
+        check.findings.splice(0..0, salvaged);
+        let mut dropped = registry::drop_unreadable(&db)?;
+        dropped.extend(integrity::drop_unreadable_records(&db)?);
+        let instance_id = meta
+            .get(META_INSTANCE)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        let integrity = Arc::new(integrity::Integrity::detached(copy));
+        Ok((
+            Store {
+                db,
+                meta,
+                path: copy.to_path_buf(),
+                instance_id,
+                integrity,
+            },
+            check,
+            dropped,
+        ))
+    }
+
+    /// Whether a running process (a daemon) holds the database in `dir`.
+    pub fn is_locked(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(dir.join("db")) else {
+            return false;
+        };
+        // sled holds an exclusive flock on `db` while open.
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return false;
+        }
+        std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+    }
+
+    /// Copies the database folder `from` (every file sled and wfdb keep there) into `to`,
+    /// which must not exist; returns the bytes copied.
+    pub fn copy_folder(from: &Path, to: &Path) -> std::io::Result<u64> {
+        create_private_dir(to).map_err(|e| match e {
+            StoreError::CreateDir { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let target = to.join(entry.file_name());
+            if kind.is_dir() {
+                bytes += Store::copy_folder(&entry.path(), &target)?;
+            } else if kind.is_file() {
+                bytes += std::fs::copy(entry.path(), &target)?;
+                // The copy is read and written (sled opens it read-write), whatever the
+                // original's mode.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        Ok(bytes)
     }
 
     /// The database folder.
@@ -362,6 +448,63 @@ fn open_sled(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Resul
             }
         })?;
     opened.map_err(|e| open_error(dir, e))
+}
+
+/// Opens a database sled refuses, setting aside (never deleting) what it cannot read, one
+/// step at a time: its `conf`, then its snapshots, then the log itself (everything in it is
+/// then lost, and said so). What opens is checked against the durable record like any open.
+fn salvage(dir: &Path, cache_bytes: u64, detail: &str) -> Result<(sled::Db, Finding)> {
+    let aside = dir.join(format!(
+        "damaged-{}",
+        crate::catalog::scan::now_ns() / 1_000_000
+    ));
+    create_private_dir(&aside)?;
+    let move_aside = |name: &std::ffi::OsStr| -> Result<()> {
+        std::fs::rename(dir.join(name), aside.join(name)).map_err(|e| io_error(dir, e))
+    };
+    let names = |pick: fn(&str) -> bool| -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .filter(|n| pick(&n.to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    /// Which files a salvage step sets aside.
+    type Pick = fn(&str) -> bool;
+    let steps: [(&str, Pick); 3] = [
+        ("its configuration file (conf)", |n| n == "conf"),
+        ("its snapshots (snap.*)", |n| n.starts_with("snap.")),
+        ("its whole log (db, blobs): everything in it is lost", |n| {
+            n == "db" || n == "blobs"
+        }),
+    ];
+    let mut set_aside = Vec::new();
+    for (what, pick) in steps {
+        let found = names(pick);
+        if found.is_empty() {
+            continue;
+        }
+        for name in &found {
+            move_aside(name)?;
+        }
+        set_aside.push(what);
+        if let Ok(db) = open_sled(dir, cache_bytes, None) {
+            let note = Finding::Unopenable(format!(
+                "sled could not open the database ({detail}); set aside in {}: {}",
+                aside.display(),
+                set_aside.join(", then ")
+            ));
+            tracing::error!(db = %dir.display(), aside = %aside.display(), "{note}");
+            return Ok((db, note));
+        }
+    }
+    Err(StoreError::Corrupt {
+        path: dir.to_path_buf(),
+        detail: detail.to_string(),
+    })
 }
 
 /// Refuses a database folder this user cannot write, naming the real cause (sled would
