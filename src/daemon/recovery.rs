@@ -22,6 +22,11 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 /// Free space the database folder must have before the store is tried again: a few of sled's
 /// 512 KiB log segments, so a retry is not bound to fail on the next buffer.
 const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+/// How long the store may take to write and flush a few bytes once the folder takes writes.
+/// After a failed write sled 0.34 may wait forever in a flush (the log position it waits for
+/// never becomes stable), so a check that does not finish counts as a failure that needs a
+/// restart.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one attempt found.
 enum Attempt {
@@ -94,10 +99,18 @@ async fn attempt(state: &Arc<DaemonState>) -> Attempt {
         Err(e) => return Attempt::Failing(format!("probing the database folder failed: {e}")),
     }
     let s = Arc::clone(state);
-    match tokio::task::spawn_blocking(move || s.store.check_writable()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Attempt::Sticky(state.store_failure_cause(&e)),
-        Err(e) => return Attempt::Failing(format!("writing to the database failed: {e}")),
+    let check = tokio::task::spawn_blocking(move || s.store.check_writable());
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Attempt::Sticky(state.store_failure_cause(&e)),
+        Ok(Err(e)) => return Attempt::Failing(format!("writing to the database failed: {e}")),
+        Err(_) => {
+            return Attempt::Sticky(format!(
+                "a write to the database did not finish within {} s although its folder takes writes (database {})",
+                STORE_CHECK_TIMEOUT.as_secs(),
+                dir.display()
+            ))
+        }
     }
     // Batches may have been refused while the store failed: bring each root in line with
     // the disk before anyone is told the store is healthy.
