@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,49 +20,144 @@ use workflowdb::rpc::structs::struct_from_map;
 /// The exit status of a daemon that stops so that its store is opened anew.
 const RESTART_EXIT_CODE: i32 = 75;
 
-/// A tmpfs of a few MiB mounted on a folder for the test's lifetime.
-struct Tmpfs(PathBuf);
+/// A small file system for the database folder, which the test can fill and free.
+enum SmallDisk {
+    /// A tmpfs mounted on the folder for everyone (the tests run as root).
+    Mounted(PathBuf),
+    /// A tmpfs mounted in a user and mount namespace held by a sleeping process (no root
+    /// needed): the daemon and the test's shell commands enter it with nsenter.
+    Namespace(std::process::Child),
+}
 
-impl Tmpfs {
-    /// Mounts a `size`-byte tmpfs on `dir` (created), or says why it cannot.
-    fn mount(dir: &Path, size: u64) -> Result<Tmpfs, String> {
+impl SmallDisk {
+    /// A `size`-byte tmpfs on `dir` (created): mounted directly when allowed, else in a new
+    /// user namespace (`WFDB_TEST_FULL_DISK_VIA=unshare` forces the latter). Errs with why
+    /// neither works.
+    fn new(dir: &Path, size: u64) -> Result<SmallDisk, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-            .arg("tmpfs")
+        let options = format!("size={size},mode=0700");
+        let forced = std::env::var("WFDB_TEST_FULL_DISK_VIA").is_ok_and(|v| v == "unshare");
+        let mut why = Vec::new();
+        if !forced {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+                .arg(dir)
+                .output()
+                .map_err(|e| format!("cannot run mount: {e}"))?;
+            if out.status.success() {
+                return Ok(SmallDisk::Mounted(dir.to_path_buf()));
+            }
+            why.push(format!(
+                "mount: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let mut holder = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o "$1" tmpfs "$2" && echo mounted && exec sleep 100000"#)
+            .args(["sh", &options])
             .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}; cannot run unshare: {e}", why.join("; ")))?;
+        let mut line = String::new();
+        let stdout = holder.stdout.take().ok_or("no stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.trim() != "mounted" {
+            let _ = holder.kill();
+            let out = holder.wait_with_output().map_err(|e| e.to_string())?;
+            why.push(format!(
+                "unshare: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            return Err(why.join("; "));
+        }
+        Ok(SmallDisk::Namespace(holder))
+    }
+
+    /// A command that runs `program` where the tmpfs is seen.
+    fn command(&self, program: &std::ffi::OsStr) -> Command {
+        match self {
+            SmallDisk::Mounted(_) => Command::new(program),
+            SmallDisk::Namespace(holder) => {
+                let mut c = Command::new("nsenter");
+                c.args(["--target", &holder.id().to_string()])
+                    .args(["--user", "--mount", "--preserve-credentials", "--"])
+                    .arg(program);
+                c
+            }
+        }
+    }
+
+    /// Fills the tmpfs with `file` until not one more byte fits (ENOSPC).
+    fn fill(&self, file: &Path) {
+        let out = self
+            .command("sh".as_ref())
+            .arg("-c")
+            .arg(r#"dd if=/dev/zero of="$1" bs=64k 2>/dev/null; dd if=/dev/zero of="$1" bs=1 oflag=append conv=notrunc 2>/dev/null; test -s "$1""#)
+            .args(["sh".as_ref(), file.as_os_str()])
             .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            .unwrap();
+        assert!(out.status.success(), "cannot fill {}", file.display());
+    }
+
+    /// Removes the file that filled the tmpfs.
+    fn free(&self, file: &Path) {
+        let out = self.command("rm".as_ref()).arg(file).output().unwrap();
+        assert!(out.status.success(), "cannot remove {}", file.display());
+    }
+
+    /// Starts `wfdb serve ROOT` on `dirs` with its database on the tmpfs.
+    async fn start(&self, dirs: &Dirs, root: &Path) -> Daemon {
+        if let SmallDisk::Mounted(_) = self {
+            return start(dirs, &[root.as_os_str()]).await;
         }
-        Ok(Tmpfs(dir.to_path_buf()))
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dirs.tmp.path().join(format!("daemon-ns-{n}.log"));
+        let mut cmd = self.command(common::wfdb_bin().as_os_str());
+        cmd.arg("serve")
+            .arg(root)
+            .arg("--db")
+            .arg(&dirs.db)
+            .arg("--socket")
+            .arg(&dirs.socket)
+            .env("RUST_LOG", "info")
+            .env("XDG_CONFIG_HOME", dirs.tmp.path())
+            .env_remove("WFDB_CONFIG")
+            .env_remove("INVOCATION_ID")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut d = Daemon {
+            child: cmd.spawn().unwrap(),
+            socket: dirs.socket.clone(),
+            db: dirs.db.clone(),
+            log,
+        };
+        d.wait_ready().await;
+        d
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system holding `dir` with one file until it refuses more (ENOSPC).
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0xa5u8; 64 * 1024];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling {}: {e}", dir.display()),
+        match self {
+            SmallDisk::Mounted(dir) => {
+                let _ = Command::new("umount").arg("-l").arg(&*dir).status();
+            }
+            SmallDisk::Namespace(holder) => {
+                // The tmpfs goes with the namespace's last process.
+                let _ = holder.kill();
+                let _ = holder.wait();
+            }
         }
     }
-    // Smaller pieces until not one more byte fits.
-    let _ = f.write_all(&[0u8; 4096]);
-    let _ = f.write_all(&[0u8; 1]);
-    path
 }
 
 async fn health(d: &Daemon) -> ServingStatus {
@@ -108,14 +202,15 @@ fn sha(content: &[u8]) -> String {
 async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
     let dirs = Dirs::new();
     let state = dirs.db.parent().unwrap().to_path_buf();
-    let _tmpfs = match Tmpfs::mount(&state, 32 * 1024 * 1024) {
-        Ok(t) => t,
+    let disk = match SmallDisk::new(&state, 32 * 1024 * 1024) {
+        Ok(disk) => disk,
         Err(why) => {
-            // Mounting needs root (or CAP_SYS_ADMIN); the test is meaningless without a
-            // real full file system under the database.
+            // Neither root nor unprivileged user namespaces: there is no real full file
+            // system to put under the database, and a fake one would prove nothing here.
             eprintln!(
                 "\n!!! SKIPPING a_full_disk_is_refused_never_lied_about_and_recovered_from: \
-                 cannot mount a tmpfs for the database ({why}); run the tests as root !!!\n"
+                 cannot mount a tmpfs for the database ({why}); run the tests as root or \
+                 allow unprivileged user namespaces !!!\n"
             );
             return;
         }
@@ -123,7 +218,7 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
     let root = dirs.tmp.path().join("repo");
     write_old(&root.join("a.txt"), b"one\n");
     write_old(&root.join("src/b.rs"), b"fn b() {}\n");
-    let mut d = start(&dirs, &[root.as_os_str()]).await;
+    let mut d = disk.start(&dirs, &root).await;
     assert_eq!(health(&d).await, ServingStatus::Serving);
     let mut catalog = d.catalog().await;
     assert_eq!(
@@ -135,7 +230,8 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
     );
 
     // The disk fills up under the running daemon.
-    let filler = fill(&state);
+    let filler = state.join("filler");
+    disk.fill(&filler);
 
     // A session save whose flush fails is an error, and the session is never visible.
     let saved = SessionsClient::new(d.channel().await)
@@ -212,7 +308,7 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
 
     // Space is freed: the daemon serves again by itself, or stops with status 75 so that its
     // supervisor (systemd's Restart=on-failure; here, the test) starts it again.
-    std::fs::remove_file(&filler).unwrap();
+    disk.free(&filler);
     let deadline = Instant::now() + TIMEOUT;
     let mut restarted = false;
     loop {
@@ -229,7 +325,7 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
                 d.log_text()
             );
             drop(d);
-            d = start(&dirs, &[root.as_os_str()]).await;
+            d = disk.start(&dirs, &root).await;
             restarted = true;
             break;
         }
@@ -285,7 +381,7 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
         sha(b"after\n")
     );
     assert!(d.stop().success());
-    let d = start(&dirs, &[root.as_os_str()]).await;
+    let d = disk.start(&dirs, &root).await;
     assert!(restore(&d, "kept").await.is_ok());
     let e = restore(&d, "lost")
         .await
