@@ -229,6 +229,8 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
         sha(b"one\n")
     );
 
+    let instance = common::stats(&d).await.instance_id;
+
     // The disk fills up under the running daemon.
     let filler = state.join("filler");
     disk.fill(&filler);
@@ -327,6 +329,13 @@ async fn a_full_disk_is_refused_never_lied_about_and_recovered_from() {
             drop(d);
             d = disk.start(&dirs, &root).await;
             restarted = true;
+            // Clocks answered before the failure may not have reached the disk: the new
+            // start is a new instance, so clients holding them start over.
+            assert_ne!(
+                common::stats(&d).await.instance_id,
+                instance,
+                "the same instance after a restart on a store failure"
+            );
             break;
         }
         if let Ok(ch) = workflowdb::client::connect_unix(&d.socket).await {

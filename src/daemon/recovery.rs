@@ -66,6 +66,7 @@ pub fn spawn(state: Arc<DaemonState>) -> tokio::task::JoinHandle<()> {
                         state.health.fail(cause);
                     }
                     Attempt::Sticky(cause) => {
+                        mark_restart(state.store.path());
                         tracing::error!(
                             %cause,
                             code = RESTART_EXIT_CODE,
@@ -131,6 +132,25 @@ async fn attempt(state: &Arc<DaemonState>) -> Attempt {
         Ok(Err(e)) => Attempt::Failing(state.store_failure_cause(&e)),
         Err(e) => Attempt::Failing(format!("flushing the database failed: {e}")),
     }
+}
+
+/// The file that tells the next start that this one stopped on a store failure.
+const RESTART_MARK: &str = "wfdb-stopped-on-failure";
+
+/// Leaves the mark for the next start (the folder takes writes again by now). Clocks served
+/// before the failure may never have reached the disk; the next start takes a new instance id
+/// so that no client holding one of them gets a list that misses changes.
+fn mark_restart(dir: &Path) {
+    let mark = dir.join(RESTART_MARK);
+    let written = std::fs::File::create(&mark).and_then(|f| f.sync_all());
+    if let Err(e) = written {
+        tracing::warn!(path = %mark.display(), error = %e, "cannot leave the restart mark");
+    }
+}
+
+/// Whether the previous daemon stopped on a store failure; the mark is consumed.
+pub fn take_restart_mark(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(RESTART_MARK)).is_ok()
 }
 
 /// Checks that the database folder takes a small durable write and has room for a few log
