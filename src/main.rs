@@ -16,5 +16,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(cli::run(args))
+    let code = runtime.block_on(cli::run(args));
+    // A blocking task can be stuck for good in the store (sled 0.34 waits forever in a flush
+    // after a failed write): never let one keep a daemon that stopped from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }

@@ -190,8 +190,13 @@ pub fn spawn(
                     retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
-                if !retry.is_empty() && retry_at.is_none() {
-                    retry_at = Some(Instant::now() + backoff);
+                if !retry.is_empty() {
+                    // A file changed again and again during a long failure is kept once.
+                    retry.sort_unstable();
+                    retry.dedup();
+                    if retry_at.is_none() {
+                        retry_at = Some(Instant::now() + backoff);
+                    }
                 }
                 if std::mem::take(&mut overflow) {
                     tracing::warn!("inotify queue overflowed: reconciling every root");

@@ -621,7 +621,16 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     // Refuse a socket folder others control now, before the long start-up reconcile.
     listen::prepare_socket_dir(&opts.socket)?;
     let t_open = Instant::now();
-    let store = Store::open(&opts.db, opts.cache_bytes)?;
+    let mut store = Store::open(&opts.db, opts.cache_bytes)?;
+    if recovery::take_restart_mark(&opts.db) {
+        // Batches answered before the store failed may never have reached the disk: clocks
+        // of the old instance cannot be answered exactly.
+        store.renew_instance_id()?;
+        tracing::warn!(
+            instance = store.instance_id(),
+            "the previous daemon stopped on a database failure: new instance id, clients start over from a full listing"
+        );
+    }
     tracing::debug!(ms = t_open.elapsed().as_millis() as u64, db = %opts.db.display(), "database opened");
     let mut exclude = vec![std::fs::canonicalize(&opts.db).unwrap_or_else(|_| opts.db.clone())];
     if let (Some(parent), Some(name)) = (opts.socket.parent(), opts.socket.file_name()) {

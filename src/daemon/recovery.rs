@@ -22,6 +22,11 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 /// Free space the database folder must have before the store is tried again: a few of sled's
 /// 512 KiB log segments, so a retry is not bound to fail on the next buffer.
 const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+/// How long the store may take to write and flush a few bytes once the folder takes writes.
+/// After a failed write sled 0.34 may wait forever in a flush (the log position it waits for
+/// never becomes stable), so a check that does not finish counts as a failure that needs a
+/// restart.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one attempt found.
 enum Attempt {
@@ -61,6 +66,7 @@ pub fn spawn(state: Arc<DaemonState>) -> tokio::task::JoinHandle<()> {
                         state.health.fail(cause);
                     }
                     Attempt::Sticky(cause) => {
+                        mark_restart(state.store.path());
                         tracing::error!(
                             %cause,
                             code = RESTART_EXIT_CODE,
@@ -94,10 +100,18 @@ async fn attempt(state: &Arc<DaemonState>) -> Attempt {
         Err(e) => return Attempt::Failing(format!("probing the database folder failed: {e}")),
     }
     let s = Arc::clone(state);
-    match tokio::task::spawn_blocking(move || s.store.check_writable()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Attempt::Sticky(state.store_failure_cause(&e)),
-        Err(e) => return Attempt::Failing(format!("writing to the database failed: {e}")),
+    let check = tokio::task::spawn_blocking(move || s.store.check_writable());
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Attempt::Sticky(state.store_failure_cause(&e)),
+        Ok(Err(e)) => return Attempt::Failing(format!("writing to the database failed: {e}")),
+        Err(_) => {
+            return Attempt::Sticky(format!(
+                "a write to the database did not finish within {} s although its folder takes writes (database {})",
+                STORE_CHECK_TIMEOUT.as_secs(),
+                dir.display()
+            ))
+        }
     }
     // Batches may have been refused while the store failed: bring each root in line with
     // the disk before anyone is told the store is healthy.
@@ -118,6 +132,25 @@ async fn attempt(state: &Arc<DaemonState>) -> Attempt {
         Ok(Err(e)) => Attempt::Failing(state.store_failure_cause(&e)),
         Err(e) => Attempt::Failing(format!("flushing the database failed: {e}")),
     }
+}
+
+/// The file that tells the next start that this one stopped on a store failure.
+const RESTART_MARK: &str = "wfdb-stopped-on-failure";
+
+/// Leaves the mark for the next start (the folder takes writes again by now). Clocks served
+/// before the failure may never have reached the disk; the next start takes a new instance id
+/// so that no client holding one of them gets a list that misses changes.
+fn mark_restart(dir: &Path) {
+    let mark = dir.join(RESTART_MARK);
+    let written = std::fs::File::create(&mark).and_then(|f| f.sync_all());
+    if let Err(e) = written {
+        tracing::warn!(path = %mark.display(), error = %e, "cannot leave the restart mark");
+    }
+}
+
+/// Whether the previous daemon stopped on a store failure; the mark is consumed.
+pub fn take_restart_mark(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(RESTART_MARK)).is_ok()
 }
 
 /// Checks that the database folder takes a small durable write and has room for a few log

@@ -379,6 +379,16 @@ impl Store {
         integrity::flush_durably(&self.db, &self.integrity)
     }
 
+    /// Takes a new instance id (durable on return), so clients holding clocks of the old one
+    /// are answered `fresh_instance` instead of a list that may miss changes.
+    pub fn renew_instance_id(&mut self) -> Result<()> {
+        let id = new_instance_id();
+        self.meta.insert(META_INSTANCE, id.as_bytes())?;
+        self.flush()?;
+        self.instance_id = id;
+        Ok(())
+    }
+
     /// Proves that the database takes a write and a flush now (after a failure: sled keeps
     /// its first I/O error, so this keeps failing until the database is opened anew).
     pub fn check_writable(&self) -> Result<()> {

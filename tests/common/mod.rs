@@ -103,7 +103,8 @@ pub async fn start_with(
 }
 
 impl Daemon {
-    async fn wait_ready(&mut self) {
+    /// Waits until the daemon answers and its roots are settled (panics if it exits first).
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
