@@ -673,6 +673,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                     learned_patterns: vec!["pattern1".into()],
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -685,6 +686,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
             session_id: "other".into(),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -745,6 +747,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                 workflow_progress: Some(obj(json!({"ui": 2}))),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -766,6 +769,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                 context_snapshot: Some(obj(json!({"blob": "x".repeat(5000)}))),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -837,6 +841,7 @@ async fn concurrent_saves_of_one_session_keep_every_version() {
                             context_snapshot: Some(obj(json!({"client": client, "i": i}))),
                             ..Default::default()
                         }),
+                        ..Default::default()
                     })
                     .await
                     .unwrap()
@@ -888,6 +893,7 @@ async fn an_acknowledged_save_survives_sigkill() {
             context_snapshot: Some(obj(json!({"k": "v"}))),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -961,6 +967,7 @@ async fn knowledge_graph_queries_and_rebuild_differences() {
             workflow_progress: Some(obj(json!({"ui_generation": 0.5}))),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -1099,6 +1106,7 @@ async fn export_import_export_is_identity_and_a_broken_import_changes_nothing() 
                 learned_patterns: vec!["p".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

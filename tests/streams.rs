@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use workflowdb::proto;
+use workflowdb::proto::sessions_client::SessionsClient;
 
 /// Files written for a big change set. Each one's path is ~3,800 bytes (15 folders of 250
 /// characters), so 11,000 of them make an answer of about 43 MiB: ten times the 4 MiB where
@@ -278,5 +279,230 @@ async fn changes_of_any_size_are_read_whole_by_the_cli_the_hook_and_subscribers(
     assert_eq!(caught, want);
     drop(unread);
     drop(reader);
+    d.stop();
+}
+
+fn sessions(ch: tonic::transport::Channel) -> SessionsClient<tonic::transport::Channel> {
+    // A stock client: tonic's default 4 MiB receive limit, as every gRPC client has.
+    SessionsClient::new(ch)
+}
+
+fn blob_session(id: &str, bytes: usize) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": id,
+        "context_snapshot": {"blob": "x".repeat(bytes), "id": id},
+        "learned_patterns": ["p"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_files_are_strict_and_every_session_is_restorable_by_a_stock_client() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let file = dirs.tmp.path().join("session.json");
+
+    // A misspelt key is refused by the CLI (exit 5, naming it), never saved as empty.
+    std::fs::write(&file, r#"{"contxt_snapshot": {"a": 1}}"#).unwrap();
+    let (code, _, err) = cli(
+        &d.socket,
+        &["session", "save", "s1", "--file", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("contxt_snapshot"), "{err}");
+    // ... and by the daemon, for any client sending the file's dict.
+    let mut info = serde_json::Map::new();
+    info.insert("contxt_snapshot".into(), serde_json::json!({"a": 1}));
+    let status = sessions(d.channel().await)
+        .save_session(proto::SaveSessionRequest {
+            session: Some(proto::Session {
+                session_id: "s1".into(),
+                ..Default::default()
+            }),
+            session_info: Some(workflowdb::rpc::structs::struct_from_map(&info)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("contxt_snapshot"), "{status:?}");
+    let (code, _, _) = cli(&d.socket, &["session", "restore", "s1"]);
+    assert_eq!(code, 4, "nothing was saved");
+
+    // A right file saves what it says, and restores it.
+    std::fs::write(
+        &file,
+        r#"{"session_id": "s1", "context_snapshot": {"a": 1}, "learned_patterns": ["p"]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = cli(
+        &d.socket,
+        &["session", "save", "s1", "--file", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&d.socket, &["--json", "session", "restore", "s1"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["context_snapshot"], serde_json::json!({"a": 1}));
+    assert_eq!(v["learned_patterns"], serde_json::json!(["p"]));
+
+    // A 10 MiB session is refused at save, saying why; nothing a stock client cannot
+    // restore is ever accepted.
+    std::fs::write(&file, blob_session("big", 10 << 20).to_string()).unwrap();
+    let (code, _, err) = cli(
+        &d.socket,
+        &["session", "save", "big", "--file", file.to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("4 MiB") || err.contains("4128768"), "{err}");
+    let (code, _, _) = cli(&d.socket, &["session", "restore", "big"]);
+    assert_eq!(code, 4, "nothing was saved");
+    // Nor may the limit be configured above what a client reads.
+    let (code, _, err) = cli(&d.socket, &["session", "config", "--max-bytes", "16777216"]);
+    assert_eq!(code, 5, "{err}");
+    // The largest session accepted comes back to a client with the default limit.
+    let near = 4 * 1024 * 1024 - 200 * 1024;
+    std::fs::write(&file, blob_session("near", near).to_string()).unwrap();
+    let (code, _, err) = cli(
+        &d.socket,
+        &["session", "save", "near", "--file", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let restored = sessions(d.channel().await)
+        .restore_session(proto::RestoreSessionRequest {
+            session_id: "near".into(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let snapshot = workflowdb::rpc::structs::map_from_struct(&restored.context_snapshot.unwrap());
+    assert_eq!(snapshot["blob"].as_str().map(str::len), Some(near));
+    d.stop();
+}
+
+/// Megabytes of sessions exported then imported: above 64 MiB (where one Import message
+/// broke) by default; `WFDB_TEST_IMPORT_MIB=640` runs the 10x case.
+fn import_mib() -> usize {
+    std::env::var("WFDB_TEST_IMPORT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(72)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_over_64_mib_imports_through_the_cli() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let each = 3 << 20;
+    let count = (import_mib() << 20).div_ceil(each);
+    let mut s = sessions(d.channel().await);
+    for i in 0..count {
+        let v = blob_session(&format!("s{i:04}"), each);
+        s.save_session(proto::SaveSessionRequest {
+            session: Some(proto::Session {
+                session_id: format!("s{i:04}"),
+                ..Default::default()
+            }),
+            session_info: Some(workflowdb::rpc::structs::struct_from_map(
+                v.as_object().unwrap(),
+            )),
+        })
+        .await
+        .unwrap();
+    }
+    let export = dirs.tmp.path().join("backup.json");
+    let (code, _, err) = cli(&d.socket, &["export", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let size = std::fs::metadata(&export).unwrap().len();
+    assert!(size > 64 << 20, "the export is {size} bytes");
+    d.stop();
+
+    // A fresh database restores the backup whole.
+    let fresh = Dirs::new();
+    let root = fresh.tmp.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    let d = start(&fresh, &[root.as_os_str()]).await;
+    let (code, out, err) = cli(
+        &d.socket,
+        &["--json", "import", "--dry-run", export.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\"session_versions\":{count}")),
+        "{out}"
+    );
+    let (code, _, _) = cli(&d.socket, &["session", "restore", "s0000"]);
+    assert_eq!(code, 4, "a dry run writes nothing");
+    let (code, out, err) = cli(&d.socket, &["--json", "import", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\"session_versions\":{count}")),
+        "{out}"
+    );
+    let last = format!("s{:04}", count - 1);
+    let restored = sessions(d.channel().await)
+        .restore_session(proto::RestoreSessionRequest {
+            session_id: last.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let snapshot = workflowdb::rpc::structs::map_from_struct(&restored.context_snapshot.unwrap());
+    assert_eq!(snapshot["id"].as_str(), Some(last.as_str()));
+    assert_eq!(snapshot["blob"].as_str().map(str::len), Some(each));
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_stay_apart_in_json_and_in_the_export() {
+    use std::os::unix::ffi::OsStrExt;
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    // Both show as "caf\u{fffd}.txt" when decoded lossily.
+    for name in [&b"caf\xe9.txt"[..], b"caf\xe8.txt"] {
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
+    }
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let (code, out, err) = cli(&d.socket, &["--json", "files"]);
+    assert_eq!(code, 0, "{err}");
+    let exact: BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["path_bytes_hex"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        exact,
+        BTreeSet::from([
+            "636166e92e747874".to_string(),
+            "636166e82e747874".to_string()
+        ])
+    );
+    let export = dirs.tmp.path().join("export.json");
+    let (code, _, err) = cli(&d.socket, &["export", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    let files = doc["files"].as_object().unwrap();
+    assert_eq!(files.len(), 2, "two files, two entries: {files:?}");
+    let exported: BTreeSet<&str> = files
+        .values()
+        .map(|f| f["path_bytes_hex"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        exported,
+        BTreeSet::from(["636166e92e747874", "636166e82e747874"])
+    );
+    // The document imports (files are derived from disk: counted, not written).
+    let (code, out, err) = cli(&d.socket, &["--json", "import", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"files_ignored\":2"), "{out}");
     d.stop();
 }
