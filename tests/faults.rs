@@ -179,6 +179,7 @@ fn session(id: &str, blob_bytes: usize) -> proto::SaveSessionRequest {
             context_snapshot: Some(struct_from_map(v.as_object().unwrap())),
             ..Default::default()
         }),
+        session_info: None,
     }
 }
 

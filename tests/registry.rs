@@ -691,6 +691,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                     learned_patterns: vec!["pattern1".into()],
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -703,6 +704,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
             session_id: "other".into(),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -763,6 +765,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                 workflow_progress: Some(obj(json!({"ui": 2}))),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -784,6 +787,7 @@ async fn sessions_versions_restore_list_delete_size_and_retention() {
                 context_snapshot: Some(obj(json!({"blob": "x".repeat(5000)}))),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -855,6 +859,7 @@ async fn concurrent_saves_of_one_session_keep_every_version() {
                             context_snapshot: Some(obj(json!({"client": client, "i": i}))),
                             ..Default::default()
                         }),
+                        ..Default::default()
                     })
                     .await
                     .unwrap()
@@ -907,6 +912,7 @@ async fn an_acknowledged_save_survives_sigkill() {
             context_snapshot: Some(obj(json!({"k": "v"}))),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -980,6 +986,7 @@ async fn knowledge_graph_queries_and_rebuild_differences() {
             workflow_progress: Some(obj(json!({"ui_generation": 0.5}))),
             ..Default::default()
         }),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -1119,6 +1126,7 @@ async fn export_import_export_is_identity_and_a_broken_import_changes_nothing() 
                 learned_patterns: vec!["p".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

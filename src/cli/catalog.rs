@@ -7,7 +7,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use super::output::{
-    file_json, histogram_snapshot, human_bytes, metrics_json, record, report_json, root_json,
+    file_json, hex, histogram_snapshot, human_bytes, metrics_json, record, report_json, root_json,
     table, Output,
 };
 use workflowdb::proto;
@@ -543,7 +543,7 @@ pub async fn changes(
     follow: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let mut client = CatalogClient::new(channel);
+    let mut client = CatalogClient::new(channel.clone());
     if follow {
         let mut stream = client
             .subscribe(proto::SubscribeRequest {
@@ -554,31 +554,60 @@ pub async fn changes(
             })
             .await?
             .into_inner();
+        // A large catch-up comes in pages: shown as one batch, at the clock of its last page.
+        let mut catch_up: Option<proto::ChangeBatch> = None;
         while let Some(batch) = stream.message().await? {
-            batch_lines(out, &batch);
+            let batch = match catch_up.take() {
+                Some(mut whole) => {
+                    whole.added.extend(batch.added);
+                    whole.modified.extend(batch.modified);
+                    whole.removed.extend(batch.removed);
+                    whole.renamed.extend(batch.renamed);
+                    whole.clock = batch.clock;
+                    whole.more = batch.more;
+                    whole
+                }
+                None => batch,
+            };
+            if batch.more {
+                catch_up = Some(batch);
+            } else {
+                batch_lines(out, &batch);
+            }
         }
         return Ok(());
     }
-    let resp = client
-        .changes(proto::ChangesRequest {
+    let mut resp = workflowdb::client::changes_whole(
+        channel,
+        proto::ChangesRequest {
             root: root.unwrap_or_default(),
             since_clock: since.unwrap_or(0),
             instance_id: instance_id.unwrap_or_default(),
             unsynced: false,
             with_folders: false,
             empty_on_fresh_instance: false,
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
+    sort_changes(&mut resp);
     if out.json {
-        out.json_line(&json!({
+        let mut v = json!({
             "root": resp.root,
             "clock": resp.clock,
             "instance_id": resp.instance_id,
             "fresh_instance": resp.fresh_instance,
             "changed": resp.changed.iter().map(file_json).collect::<Vec<_>>(),
             "removed": resp.removed,
-        }));
+        });
+        if !resp.removed_path_bytes.is_empty() {
+            // Names that are not UTF-8 share one lossy text: their exact bytes tell them apart.
+            v["removed_path_bytes_hex"] = json!(resp
+                .removed_path_bytes
+                .iter()
+                .map(|b| hex(b))
+                .collect::<Vec<_>>());
+        }
+        out.json_line(&v);
     } else {
         if resp.fresh_instance {
             out.text("# fresh instance: that clock cannot be answered exactly; every file follows");
@@ -638,4 +667,27 @@ pub fn damage_lines(reports: &[proto::DamageReport]) -> Vec<String> {
         );
     }
     out
+}
+
+/// Sorts a whole answer by path bytes, as the unary `Changes` answers (pages come in clock
+/// order), keeping `removed_path_bytes` aligned with `removed`.
+fn sort_changes(resp: &mut proto::ChangesResponse) {
+    fn key(f: &proto::FileInfo) -> &[u8] {
+        if f.path_bytes.is_empty() {
+            f.path.as_bytes()
+        } else {
+            &f.path_bytes
+        }
+    }
+    resp.changed.sort_by(|a, b| key(a).cmp(key(b)));
+    if resp.removed_path_bytes.is_empty() {
+        resp.removed.sort();
+    } else {
+        let mut pairs: Vec<(Vec<u8>, String)> = std::mem::take(&mut resp.removed_path_bytes)
+            .into_iter()
+            .zip(std::mem::take(&mut resp.removed))
+            .collect();
+        pairs.sort();
+        (resp.removed_path_bytes, resp.removed) = pairs.into_iter().unzip();
+    }
 }

@@ -23,10 +23,6 @@ use workflowdb::proto::catalog_client::CatalogClient;
 /// The only hook protocol version spoken.
 const PROTOCOL: &str = "2";
 
-/// Largest `Changes` reply read (tonic's default is 4 MiB, about 20,000 changed files); a
-/// larger change set makes the call fail and the answer `/`, which is as fast for git then.
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
-
 /// Token answered when there is none to give (no daemon, no root): never one of ours, so the
 /// next call answers `/` again unless a daemon can by then.
 const NO_TOKEN: &str = "wfdb:none";
@@ -246,26 +242,28 @@ fn report_failure(status: &tonic::Status) {
     );
 }
 
-/// What changed in the worktree since one of our tokens: one synced `Changes` call. `None`
+/// What changed in the worktree since one of our tokens: one synced `ChangesStream` call. `None`
 /// when the token's root is no longer watched or does not hold the worktree.
 async fn changes(
     channel: Channel,
     token: &Token,
     worktree: &Path,
 ) -> Result<Option<Answer>, tonic::Status> {
-    let reply = CatalogClient::new(channel)
-        .max_decoding_message_size(MAX_ANSWER_BYTES)
-        .changes(proto::ChangesRequest {
+    // Streamed in pages, so a change set of any size is read whole.
+    let reply = workflowdb::client::changes_whole(
+        channel,
+        proto::ChangesRequest {
             root: token.root_id.clone(),
             since_clock: token.clock,
             instance_id: token.instance_id.clone(),
             unsynced: false,
             with_folders: true,
             empty_on_fresh_instance: true,
-        })
-        .await;
+        },
+    )
+    .await;
     let resp = match reply {
-        Ok(r) => r.into_inner(),
+        Ok(r) => r,
         Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
         Err(status) => return Err(status),
     };

@@ -73,7 +73,8 @@ pub fn file_json(f: &proto::FileInfo) -> Value {
     v
 }
 
-fn hex(b: &[u8]) -> String {
+/// Bytes as lowercase hex.
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -944,7 +944,28 @@ pub async fn run(ch: Channel, cmd: RunCmd, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys of a session file: what `session restore` prints, so a restored session saves again.
+const SESSION_FILE_KEYS: &[&str] = &[
+    "session_id",
+    "timestamp",
+    "context_snapshot",
+    "agent_states",
+    "workflow_progress",
+    "learned_patterns",
+    "version",
+    "saved_at_ms",
+    "root_clocks",
+];
+
 fn session_from_json(id: &str, m: &Map<String, Value>) -> anyhow::Result<proto::Session> {
+    if let Some(unknown) = m.keys().find(|k| !SESSION_FILE_KEYS.contains(&k.as_str())) {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{}: unknown session field; the fields are {}",
+            unknown.chars().take(64).collect::<String>(),
+            SESSION_FILE_KEYS.join(", ")
+        ))
+        .into());
+    }
     let part = |k: &str| -> anyhow::Result<Option<prost_types::Struct>> {
         match m.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -994,10 +1015,16 @@ pub async fn session(ch: Channel, cmd: SessionCmd, out: &Output) -> anyhow::Resu
                 Some(f) => read_object(f)?,
                 None => Map::new(),
             };
-            let session = session_from_json(&id, &m)?;
+            // Checked here for a clear message, and sent as the file's own dict so the daemon
+            // validates every key too (an unknown one is refused, never dropped).
+            session_from_json(&id, &m)?;
             let resp = c
                 .save_session(proto::SaveSessionRequest {
-                    session: Some(session),
+                    session: Some(proto::Session {
+                        session_id: id.clone(),
+                        ..Default::default()
+                    }),
+                    session_info: Some(struct_from_map(&m)),
                 })
                 .await?
                 .into_inner();
@@ -1362,9 +1389,17 @@ pub async fn export(ch: Channel, file: PathBuf, out: &Output) -> anyhow::Result<
 pub async fn import(ch: Channel, file: PathBuf, dry_run: bool, out: &Output) -> anyhow::Result<()> {
     let document =
         std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Streamed in 1 MiB pieces (one message of any size would break gRPC's limits), each
+    // copied only when sent.
+    const PIECE: usize = 1 << 20;
+    let pieces = document.len().div_ceil(PIECE).max(1);
+    let chunks = (0..pieces).map(move |i| proto::ImportChunk {
+        data: document[(i * PIECE).min(document.len())..((i + 1) * PIECE).min(document.len())]
+            .to_vec(),
+        dry_run,
+    });
     let r = TransferClient::new(ch)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        .import(proto::ImportRequest { document, dry_run })
+        .import_stream(tokio_stream::iter(chunks))
         .await?
         .into_inner();
     let v = json!({"agents": r.agents, "workflow_versions": r.workflow_versions, "runs": r.runs,

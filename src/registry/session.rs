@@ -17,8 +17,13 @@ pub const MAX_SESSION_ID_LEN: usize = 256;
 /// Longest timestamp accepted.
 pub const MAX_TIMESTAMP_LEN: usize = 64;
 
-/// A reasonable default for the configured session size limit: 16 MiB.
-pub const DEFAULT_MAX_SESSION_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest session accepted, whatever is configured: a restore answers it in one gRPC
+/// message, and every stock gRPC client reads at most 4 MiB in one (64 KiB are left for the
+/// rest of the answer).
+pub const MAX_RESTORABLE_SESSION_BYTES: u64 = 4 * 1024 * 1024 - 64 * 1024;
+
+/// The default configured session size limit: as large as every client can restore.
+pub const DEFAULT_MAX_SESSION_BYTES: u64 = MAX_RESTORABLE_SESSION_BYTES;
 
 const SESSION_FIELDS: &[&str] = &[
     "session_id",

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -18,6 +19,7 @@ use crate::catalog::FileFilter;
 use crate::daemon::{DaemonState, Root};
 use crate::paths::RelPath;
 use crate::proto;
+use crate::store::{ChangeCursor, FolderProbe};
 
 /// Files per streamed chunk: large enough to amortise framing, small enough to start fast.
 const CHUNK: usize = 512;
@@ -365,19 +367,90 @@ impl proto::catalog_server::Catalog for CatalogService {
         let instance = self.state.store.instance_id().to_string();
         let since = req.since_clock;
         let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let wanted = Wanted {
-            folders: req.with_folders,
-            files_when_fresh: !req.empty_on_fresh_instance,
-        };
-        let answer =
-            tokio::task::spawn_blocking(move || changes_since(&root, since, foreign, wanted))
+        let wanted = Wanted::of(&req);
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut walk = ChangesWalk::start(root, since, foreign, wanted)?;
+            let page = walk.next_page(UNARY_CHANGES_BYTES, None)?;
+            if !walk.is_done() {
+                return Ok(Err(page.changed.len() + page.removed.len()));
+            }
+            Ok(Ok(walk.response(page, true)))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(store_status)?;
+        match answer {
+            Ok(answer) => Ok(Response::new(proto::ChangesResponse {
+                instance_id: instance,
+                ..answer
+            })),
+            Err(read) => Err(Status::resource_exhausted(format!(
+                "the changes after clock {since} do not fit in one message of {} MiB (more \
+                 than {read} paths): call ChangesStream, which answers any size in pages \
+                 (`wfdb changes` does)",
+                UNARY_CHANGES_BYTES.div_ceil(1 << 20)
+            ))),
+        }
+    }
+
+    type ChangesStreamStream = BoxStream<proto::ChangesResponse>;
+
+    async fn changes_stream(
+        &self,
+        request: Request<proto::ChangesRequest>,
+    ) -> Result<Response<Self::ChangesStreamStream>, Status> {
+        let req = request.into_inner();
+        let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
+        let instance = self.state.store.instance_id().to_string();
+        let since = req.since_clock;
+        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
+        let wanted = Wanted::of(&req);
+        let mut walk =
+            tokio::task::spawn_blocking(move || ChangesWalk::start(root, since, foreign, wanted))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(store_status)?;
-        Ok(Response::new(proto::ChangesResponse {
-            instance_id: instance,
-            ..answer
-        }))
+        // Two pages queued at most: a reader that stops reading stops the walk.
+        let (tx, rx) = mpsc::channel(2);
+        let shutdown = self.state.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let read = tokio::task::spawn_blocking(move || {
+                    let page = walk.next_page(CHANGES_PAGE_BYTES, None);
+                    (walk, page)
+                })
+                .await;
+                let (back, page) = match read {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                walk = back;
+                let (msg, last) = match page {
+                    Ok(page) => {
+                        let page = proto::ChangesResponse {
+                            instance_id: instance.clone(),
+                            ..walk.response(page, false)
+                        };
+                        (Ok(page), walk.is_done())
+                    }
+                    Err(e) => (Err(store_status(e)), true),
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = tx.send(msg) => if sent.is_err() { return },
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     type SubscribeStream = BoxStream<proto::ChangeBatch>;
@@ -394,56 +467,22 @@ impl proto::catalog_server::Catalog for CatalogService {
         let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
         // Subscribe before the catch-up, so nothing falls between the two.
         let mut live = self.state.subscribe();
-        let (tx, rx) = mpsc::channel(16);
+        // Few messages queued: a subscriber that does not read holds two small pages, and
+        // the catch-up walk waits for it (live batches wait in the shared broadcast buffer).
+        let (tx, rx) = mpsc::channel(2);
         let shutdown = self.state.shutdown.clone();
         tokio::spawn(async move {
-            let catch_up = |since: u64, foreign: bool, resync: bool| {
-                let root = Arc::clone(&root);
-                let filter = filter.clone();
-                let instance = instance.clone();
-                async move {
-                    let answer = tokio::task::spawn_blocking(move || {
-                        changes_since(&root, since, foreign, Wanted::default())
-                    })
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(store_status)?;
-                    Ok::<_, Status>(proto::ChangeBatch {
-                        root: answer.root,
-                        clock: answer.clock,
-                        instance_id: instance,
-                        added: answer
-                            .changed
-                            .into_iter()
-                            .filter(|f| filter_info(&filter, f))
-                            .collect(),
-                        modified: Vec::new(),
-                        removed: answer
-                            .removed
-                            .into_iter()
-                            .filter(|p| {
-                                RelPath::parse(p.as_bytes()).is_ok_and(|p| filter.matches_path(&p))
-                            })
-                            .collect(),
-                        renamed: Vec::new(),
-                        resync,
-                        fresh_instance: answer.fresh_instance,
-                    })
-                }
+            let catch_up = CatchUp {
+                root: Arc::clone(&root),
+                filter: filter.clone(),
+                instance: instance.clone(),
+                tx: tx.clone(),
+                shutdown: shutdown.clone(),
             };
             let mut last = match req.since_clock {
-                Some(since) => match catch_up(since, foreign, false).await {
-                    Ok(batch) => {
-                        let clock = batch.clock;
-                        if tx.send(Ok(batch)).await.is_err() {
-                            return;
-                        }
-                        clock
-                    }
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
+                Some(since) => match catch_up.send(since, foreign, false).await {
+                    Some(clock) => clock,
+                    None => return,
                 },
                 None => root.store.meta().map(|m| m.clock).unwrap_or(0),
             };
@@ -475,12 +514,12 @@ impl proto::catalog_server::Catalog for CatalogService {
                     // A reconcile ran, or this subscriber fell behind the broadcast buffer:
                     // catch up from the clocks instead of holding unbounded batches.
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        match catch_up(last, false, true).await {
-                            Ok(batch) => {
-                                last = batch.clock;
-                                Ok(batch)
+                        match catch_up.send(last, false, true).await {
+                            Some(clock) => {
+                                last = clock;
+                                continue;
                             }
-                            Err(status) => Err(status),
+                            None => break,
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -585,26 +624,31 @@ pub fn root_stats(root: &Root) -> Result<proto::RootStats, crate::store::StoreEr
     })
 }
 
-fn filter_info(filter: &FileFilter, f: &proto::FileInfo) -> bool {
-    (filter.file_type.as_ref().is_none_or(|t| &f.file_type == t))
-        && filter.purpose.is_none_or(|p| f.purpose == p.as_str())
-        && filter.glob.as_ref().is_none_or(|g| {
-            if f.path_bytes.is_empty() {
-                g.is_match(&f.path)
-            } else {
-                use std::os::unix::ffi::OsStrExt;
-                g.is_match(std::ffi::OsStr::from_bytes(&f.path_bytes))
-            }
-        })
-}
+/// Encoded bytes of one `ChangesStream` page: few, large messages for a reader that reads.
+const CHANGES_PAGE_BYTES: usize = 1 << 20;
+/// Encoded bytes of one `Subscribe` catch-up page: small, since an unread subscriber holds a
+/// few of them until it reads.
+const CATCH_UP_PAGE_BYTES: usize = 32 << 10;
+/// The largest unary `Changes` answer: what every stock gRPC client reads (4 MiB), less room
+/// for the message's other fields.
+const UNARY_CHANGES_BYTES: usize = (4 << 20) - (64 << 10);
 
-/// What a `changes_since` answer holds beyond files changed and removed.
+/// What a `Changes` answer holds beyond files changed and removed.
 #[derive(Clone, Copy)]
 struct Wanted {
     /// The folders that may have appeared or vanished.
     folders: bool,
     /// Every file when the clock cannot be answered exactly.
     files_when_fresh: bool,
+}
+
+impl Wanted {
+    fn of(req: &proto::ChangesRequest) -> Wanted {
+        Wanted {
+            folders: req.with_folders,
+            files_when_fresh: !req.empty_on_fresh_instance,
+        }
+    }
 }
 
 impl Default for Wanted {
@@ -616,48 +660,217 @@ impl Default for Wanted {
     }
 }
 
-/// Files changed and removed after `since`, with what else is `wanted`. A clock that cannot be
+/// One page of changes, in walk order, with about how many bytes it encodes to.
+#[derive(Default)]
+struct Page {
+    changed: Vec<(RelPath, proto::FileInfo)>,
+    removed: Vec<RelPath>,
+    folders: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// The files changed and removed after a clock, read a page at a time from the store: what it
+/// keeps between pages is a cursor, whatever the size of the answer. A clock that cannot be
 /// answered exactly (another instance, the future, older than the kept tombstones) gets every
-/// file (unless not wanted), with `fresh_instance`.
-fn changes_since(
-    root: &Root,
-    since: u64,
-    foreign: bool,
-    wanted: Wanted,
-) -> Result<proto::ChangesResponse, crate::store::StoreError> {
-    let clock = root.store.meta()?.clock;
-    // A clock from another instance, from the future, or older than the kept tombstones cannot
-    // be answered exactly: list everything (and no removals), flagged as a fresh instance.
-    // Clock 0 means "everything".
-    let exact = !foreign && root.store.can_answer_since(since)?;
-    let (records, removed) = if exact || wanted.files_when_fresh {
-        root.store.changed_since(if exact { since } else { 0 })?
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let folders = if wanted.folders && exact {
-        let paths = records.iter().map(|r| &r.path).chain(removed.iter());
-        root.store.folders_changed_since(since, paths)?
-    } else {
-        Vec::new()
-    };
-    let changed = records.iter().map(file_info).collect();
-    let removed_path_bytes = if removed.iter().any(|p| p.as_str().is_none()) {
-        removed.iter().map(|p| p.as_bytes().to_vec()).collect()
-    } else {
-        Vec::new()
-    };
-    let removed = removed.iter().map(RelPath::to_lossy).collect();
-    Ok(proto::ChangesResponse {
-        root: root.path.display().to_string(),
-        clock,
-        instance_id: String::new(),
-        fresh_instance: !exact,
-        changed,
-        removed,
-        removed_path_bytes,
-        folders,
-    })
+/// file (unless not wanted) and no removal, flagged `fresh_instance`.
+struct ChangesWalk {
+    root: Arc<Root>,
+    cursor: ChangeCursor,
+    exact: bool,
+    /// Whether anything is listed (not when inexact and the caller wants no files then).
+    list: bool,
+    /// With folders wanted, on an exact answer.
+    folders: Option<FolderProbe>,
+}
+
+impl ChangesWalk {
+    /// A walk of the changes after `since` (blocking), bounded by the root's clock now.
+    fn start(
+        root: Arc<Root>,
+        since: u64,
+        foreign: bool,
+        wanted: Wanted,
+    ) -> Result<ChangesWalk, crate::store::StoreError> {
+        // Clock 0 means "everything", which is exact.
+        let exact = !foreign && root.store.can_answer_since(since)?;
+        let cursor = root.store.change_cursor(if exact { since } else { 0 })?;
+        Ok(ChangesWalk {
+            root,
+            cursor,
+            exact,
+            list: exact || wanted.files_when_fresh,
+            folders: (wanted.folders && exact).then(|| FolderProbe::new(since)),
+        })
+    }
+
+    /// Whether every page has been read.
+    fn is_done(&self) -> bool {
+        !self.list || self.cursor.is_done()
+    }
+
+    /// The clock a reader holds once every page is read.
+    fn clock(&self) -> u64 {
+        self.cursor.clock()
+    }
+
+    /// The next page (blocking): changes `filter` keeps, until about `budget` encoded bytes.
+    fn next_page(
+        &mut self,
+        budget: usize,
+        filter: Option<&FileFilter>,
+    ) -> Result<Page, crate::store::StoreError> {
+        let mut page = Page::default();
+        if !self.list {
+            return Ok(page);
+        }
+        let ChangesWalk {
+            root,
+            cursor,
+            folders,
+            ..
+        } = self;
+        let store = &root.store;
+        let mut failed = None;
+        store.next_changes(cursor, |change| {
+            let path = match change {
+                crate::store::Change::Changed(rec) => {
+                    let rec = *rec;
+                    if filter.is_some_and(|f| !f.matches(&rec)) {
+                        return true;
+                    }
+                    let info = file_info(&rec);
+                    page.bytes += info.encoded_len() + 8;
+                    page.changed.push((rec.path, info));
+                    &page.changed[page.changed.len() - 1].0
+                }
+                crate::store::Change::Removed(path) => {
+                    if filter.is_some_and(|f| !f.matches_path(&path)) {
+                        return true;
+                    }
+                    // The lossy text and, maybe, the exact bytes.
+                    page.bytes += 2 * path.as_bytes().len() + 8;
+                    page.removed.push(path);
+                    &page.removed[page.removed.len() - 1]
+                }
+            };
+            if let Some(probe) = folders.as_mut() {
+                match probe.new_folders(store, [path]) {
+                    Ok(found) => {
+                        page.bytes += found.iter().map(|f| f.len() + 4).sum::<usize>();
+                        page.folders.extend(found);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+            }
+            page.bytes < budget
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(page),
+        }
+    }
+
+    /// A page as an answer: the whole answer (sorted by path, with the clock) when `whole`,
+    /// else one page of the stream (the clock on the last page only, `more` on the others).
+    fn response(&self, mut page: Page, whole: bool) -> proto::ChangesResponse {
+        if whole {
+            page.changed.sort_by(|a, b| a.0.cmp(&b.0));
+            page.removed.sort();
+            page.folders.sort();
+        }
+        let more = !whole && !self.is_done();
+        let removed_path_bytes = if page.removed.iter().any(|p| p.as_str().is_none()) {
+            page.removed.iter().map(|p| p.as_bytes().to_vec()).collect()
+        } else {
+            Vec::new()
+        };
+        proto::ChangesResponse {
+            root: self.root.path.display().to_string(),
+            clock: if more { 0 } else { self.clock() },
+            instance_id: String::new(),
+            fresh_instance: !self.exact,
+            changed: page.changed.into_iter().map(|(_, info)| info).collect(),
+            removed: page.removed.iter().map(RelPath::to_lossy).collect(),
+            removed_path_bytes,
+            folders: page.folders,
+            more,
+        }
+    }
+}
+
+/// Sends a subscriber the changes after a clock as catch-up batches, a small page at a time,
+/// waiting for the subscriber to read each one.
+struct CatchUp {
+    root: Arc<Root>,
+    filter: FileFilter,
+    instance: String,
+    tx: mpsc::Sender<Result<proto::ChangeBatch, Status>>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl CatchUp {
+    /// Sends the changes after `since` (every file when `foreign` or not answerable), flagged
+    /// `resync` when events were lost. Returns the clock reached, or `None` when the stream is
+    /// over (the subscriber went away, the daemon stops, or an error was sent).
+    async fn send(&self, since: u64, foreign: bool, resync: bool) -> Option<u64> {
+        let root = Arc::clone(&self.root);
+        let started = tokio::task::spawn_blocking(move || {
+            ChangesWalk::start(root, since, foreign, Wanted::default())
+        })
+        .await;
+        let mut walk = match started {
+            Ok(Ok(walk)) => walk,
+            Ok(Err(e)) => return self.fail(store_status(e)).await,
+            Err(e) => return self.fail(Status::internal(e.to_string())).await,
+        };
+        // Until the last page, the clock told is the one already read up to.
+        let held = if walk.exact { since } else { 0 };
+        loop {
+            let filter = self.filter.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let page = walk.next_page(CATCH_UP_PAGE_BYTES, Some(&filter));
+                (walk, page)
+            })
+            .await;
+            let page = match read {
+                Ok((back, Ok(page))) => {
+                    walk = back;
+                    page
+                }
+                Ok((_, Err(e))) => return self.fail(store_status(e)).await,
+                Err(e) => return self.fail(Status::internal(e.to_string())).await,
+            };
+            let more = !walk.is_done();
+            let batch = proto::ChangeBatch {
+                root: self.root.path.display().to_string(),
+                clock: if more { held } else { walk.clock() },
+                instance_id: self.instance.clone(),
+                added: page.changed.into_iter().map(|(_, info)| info).collect(),
+                modified: Vec::new(),
+                removed: page.removed.iter().map(RelPath::to_lossy).collect(),
+                renamed: Vec::new(),
+                resync,
+                fresh_instance: !walk.exact,
+                more,
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                sent = self.tx.send(Ok(batch)) => sent.ok()?,
+            }
+            if !more {
+                return Some(walk.clock());
+            }
+        }
+    }
+
+    /// Sends `status` and ends the stream.
+    async fn fail(&self, status: Status) -> Option<u64> {
+        let _ = self.tx.send(Err(status)).await;
+        None
+    }
 }
 
 /// The store's health as `Stats` tells it.

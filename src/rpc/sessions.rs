@@ -3,10 +3,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::registry::{now_ms, RegistryContext};
-use super::structs::{struct_of_text, text_of};
+use super::registry::{domain_status, now_ms, RegistryContext};
+use super::structs::{map_from_struct, struct_of_text, text_of};
 use crate::proto;
-use crate::registry::{SessionVersion, SessionVersionMeta};
+use crate::registry::{SessionVersion, SessionVersionMeta, MAX_RESTORABLE_SESSION_BYTES};
 use crate::store::registry::{RegistrySettings, RegistryStoreError};
 
 /// Saves and restores session memory.
@@ -18,6 +18,51 @@ impl SessionsService {
     /// A service over the registry.
     pub fn new(ctx: RegistryContext) -> Self {
         SessionsService { ctx }
+    }
+}
+
+/// The session a save of a session file asks for: validated like an imported one (unknown
+/// keys refused, naming them), with the id of the typed part when the file has none. What
+/// only a save assigns (version, time saved, root clocks) is left to the save.
+fn session_of_file(
+    id: Option<String>,
+    info: &prost_types::Struct,
+    now: i64,
+) -> Result<SessionVersion, Status> {
+    let mut map = map_from_struct(info);
+    let id = id.filter(|i| !i.is_empty());
+    match (map.get("session_id"), id) {
+        (None | Some(serde_json::Value::Null), Some(id)) => {
+            map.insert("session_id".into(), serde_json::Value::String(id));
+        }
+        (Some(serde_json::Value::String(file)), Some(id)) if *file != id => {
+            return Err(Status::invalid_argument(format!(
+                "the session file's session_id {:?} differs from {:?}",
+                short(file),
+                short(&id)
+            )));
+        }
+        _ => {}
+    }
+    let timestamp = map
+        .get("timestamp")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let parsed = SessionVersion::from_original_json(&serde_json::Value::Object(map), now)
+        .map_err(|e| domain_status(&e))?;
+    let mut s = SessionVersion::new(parsed.session_id.clone(), timestamp, now);
+    s.context_snapshot_json = parsed.context_snapshot_json;
+    s.agent_states_json = parsed.agent_states_json;
+    s.workflow_progress_json = parsed.workflow_progress_json;
+    s.learned_patterns = parsed.learned_patterns;
+    Ok(s)
+}
+
+/// At most the first 64 characters of a value quoted in an error.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 
@@ -83,16 +128,21 @@ impl proto::sessions_server::Sessions for SessionsService {
         &self,
         request: Request<proto::SaveSessionRequest>,
     ) -> Result<Response<proto::SaveSessionResponse>, Status> {
-        let Some(p) = request.into_inner().session else {
-            return Err(Status::invalid_argument("a session is needed"));
-        };
+        let req = request.into_inner();
         let now = now_ms();
-        let timestamp = (!p.timestamp.is_empty()).then(|| p.timestamp.clone());
-        let mut s = SessionVersion::new(p.session_id.clone(), timestamp, now);
-        s.context_snapshot_json = text_of(p.context_snapshot.as_ref());
-        s.agent_states_json = text_of(p.agent_states.as_ref());
-        s.workflow_progress_json = text_of(p.workflow_progress.as_ref());
-        s.learned_patterns = p.learned_patterns;
+        let mut s = match (req.session, req.session_info) {
+            (p, Some(info)) => session_of_file(p.map(|p| p.session_id), &info, now)?,
+            (Some(p), None) => {
+                let timestamp = (!p.timestamp.is_empty()).then(|| p.timestamp.clone());
+                let mut s = SessionVersion::new(p.session_id.clone(), timestamp, now);
+                s.context_snapshot_json = text_of(p.context_snapshot.as_ref());
+                s.agent_states_json = text_of(p.agent_states.as_ref());
+                s.workflow_progress_json = text_of(p.workflow_progress.as_ref());
+                s.learned_patterns = p.learned_patterns;
+                s
+            }
+            (None, None) => return Err(Status::invalid_argument("a session is needed")),
+        };
         let mut clocks = Vec::new();
         for root in self.ctx.state.roots() {
             let meta = root
@@ -103,11 +153,24 @@ impl proto::sessions_server::Sessions for SessionsService {
         }
         s.root_clocks = clocks;
         s.normalize();
+        // The restore answer must fit what every client reads (4 MiB): Struct encoding can be
+        // larger than the JSON text the configured limit counts.
+        let restored = prost::Message::encoded_len(&proto::RestoreSessionResponse {
+            session: Some(session_proto(&s)),
+        }) as u64;
+        if restored > MAX_RESTORABLE_SESSION_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "session {:?} would be restored as a {restored}-byte message, above the \
+                 {MAX_RESTORABLE_SESSION_BYTES} bytes a session may take (stock gRPC clients \
+                 read at most 4 MiB in one message): split it, or keep large blobs in files",
+                short(&s.session_id)
+            )));
+        }
         let (meta, pruned, clocks) = self
             .ctx
             .blocking(move |reg| {
                 let settings = reg.settings()?;
-                s.check(settings.max_session_bytes)?;
+                s.check(settings.max_session_bytes.min(MAX_RESTORABLE_SESSION_BYTES))?;
                 let clocks = s.root_clocks.clone();
                 let (meta, pruned) = reg.save_session(s, &settings.retention, now)?;
                 Ok((meta, pruned, clocks))
@@ -219,6 +282,15 @@ impl proto::sessions_server::Sessions for SessionsService {
             return Err(Status::invalid_argument(
                 "max_session_bytes must be above 0",
             ));
+        }
+        if let Some(m) = req
+            .max_session_bytes
+            .filter(|m| *m > MAX_RESTORABLE_SESSION_BYTES)
+        {
+            return Err(Status::invalid_argument(format!(
+                "max_session_bytes {m} is above {MAX_RESTORABLE_SESSION_BYTES}: a session is \
+                 restored in one message, and stock gRPC clients read at most 4 MiB in one"
+            )));
         }
         let now = now_ms();
         let (s, pruned) = self

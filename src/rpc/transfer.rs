@@ -19,6 +19,10 @@ use crate::store::registry::{ImportSet, RegistryStore, RegistryStoreError};
 /// Bytes per streamed export chunk.
 const EXPORT_CHUNK: usize = 1 << 20;
 
+/// The largest document one `ImportStream` holds: it is parsed whole (validated before
+/// anything is written), so its size bounds the daemon's memory during an import.
+const MAX_IMPORT_BYTES: usize = 1 << 30;
+
 /// Exports, imports and reports.
 pub struct TransferService {
     ctx: RegistryContext,
@@ -29,6 +33,65 @@ impl TransferService {
     pub fn new(ctx: RegistryContext) -> Self {
         TransferService { ctx }
     }
+
+    /// Validates a whole export document, then (unless `dry_run`) applies it atomically.
+    async fn import_document(
+        &self,
+        document: Vec<u8>,
+        dry_run: bool,
+    ) -> Result<Response<proto::ImportResponse>, Status> {
+        let doc: Value = serde_json::from_slice(&document).map_err(|e| {
+            Status::invalid_argument(format!(
+                "the import changed nothing: the document is not JSON: {e}"
+            ))
+        })?;
+        drop(document);
+        let now = now_ms();
+        let outcome = self
+            .ctx
+            .blocking(move |reg| {
+                let settings = reg.settings()?;
+                let parsed =
+                    match document::parse(&doc, now, settings.max_session_bytes, |id, v| {
+                        matches!(reg.workflow(id, Some(v)), Ok(Some(_)))
+                    }) {
+                        Ok(p) => p,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                let resp = proto::ImportResponse {
+                    agents: parsed.agents.len() as u64,
+                    workflow_versions: parsed.workflows.len() as u64,
+                    runs: parsed.runs.len() as u64,
+                    session_versions: parsed.sessions.len() as u64,
+                    files_ignored: parsed.files,
+                };
+                if !dry_run {
+                    reg.import(&ImportSet {
+                        agents: parsed.agents,
+                        workflows: parsed.workflows,
+                        runs: parsed.runs,
+                        sessions: parsed.sessions,
+                    })?;
+                    if let Some((max, retention)) = parsed.settings {
+                        let mut s = reg.settings()?;
+                        s.max_session_bytes = max;
+                        s.retention = retention;
+                        reg.set_settings(&s)?;
+                    }
+                }
+                Ok(Ok(resp))
+            })
+            .await?;
+        match outcome {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+}
+
+/// Bytes as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The export document (blocking; after [`wait_for_dependency_graphs`]).
@@ -50,6 +113,14 @@ pub fn export_document_of(
     let mut files = Map::new();
     for f in &records.files {
         let r = &f.record;
+        // A name that is not UTF-8 shows lossily in `path` and in its graph key, where two
+        // such names can look the same: the key then carries the exact bytes (hex), and so
+        // does `path_bytes_hex`, so no file is lost and each one's name is kept byte for byte.
+        let exact = r.path.as_str().is_none().then(|| hex(r.path.as_bytes()));
+        let key = match &exact {
+            Some(h) => format!("{}#path_bytes_hex={h}", f.key),
+            None => f.key.clone(),
+        };
         let mut entry = json!({
                 "path": r.path.to_lossy(),
                 "file_type": r.file_type,
@@ -69,7 +140,10 @@ pub fn export_document_of(
             // A rebuild began after the wait: say so rather than pass a stale list as true.
             entry["dependencies_pending"] = json!(true);
         }
-        files.insert(f.key.clone(), entry);
+        if let Some(h) = exact {
+            entry["path_bytes_hex"] = json!(h);
+        }
+        files.insert(key, entry);
     }
     let mut roots = Vec::new();
     for root in root_list {
@@ -191,51 +265,29 @@ impl proto::transfer_server::Transfer for TransferService {
         request: Request<proto::ImportRequest>,
     ) -> Result<Response<proto::ImportResponse>, Status> {
         let req = request.into_inner();
-        let doc: Value = serde_json::from_slice(&req.document).map_err(|e| {
-            Status::invalid_argument(format!(
-                "the import changed nothing: the document is not JSON: {e}"
-            ))
-        })?;
-        let now = now_ms();
-        let outcome = self
-            .ctx
-            .blocking(move |reg| {
-                let settings = reg.settings()?;
-                let parsed =
-                    match document::parse(&doc, now, settings.max_session_bytes, |id, v| {
-                        matches!(reg.workflow(id, Some(v)), Ok(Some(_)))
-                    }) {
-                        Ok(p) => p,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                let resp = proto::ImportResponse {
-                    agents: parsed.agents.len() as u64,
-                    workflow_versions: parsed.workflows.len() as u64,
-                    runs: parsed.runs.len() as u64,
-                    session_versions: parsed.sessions.len() as u64,
-                    files_ignored: parsed.files,
-                };
-                if !req.dry_run {
-                    reg.import(&ImportSet {
-                        agents: parsed.agents,
-                        workflows: parsed.workflows,
-                        runs: parsed.runs,
-                        sessions: parsed.sessions,
-                    })?;
-                    if let Some((max, retention)) = parsed.settings {
-                        let mut s = reg.settings()?;
-                        s.max_session_bytes = max;
-                        s.retention = retention;
-                        reg.set_settings(&s)?;
-                    }
-                }
-                Ok(Ok(resp))
-            })
-            .await?;
-        match outcome {
-            Ok(resp) => Ok(Response::new(resp)),
-            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        self.import_document(req.document, req.dry_run).await
+    }
+
+    async fn import_stream(
+        &self,
+        request: Request<tonic::Streaming<proto::ImportChunk>>,
+    ) -> Result<Response<proto::ImportResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut document = Vec::new();
+        let mut dry_run = None;
+        while let Some(chunk) = stream.message().await? {
+            dry_run.get_or_insert(chunk.dry_run);
+            if document.len() + chunk.data.len() > MAX_IMPORT_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "the import changed nothing: the document is larger than the {} MiB one \
+                     import may hold; import a smaller export (say, with fewer session versions)",
+                    MAX_IMPORT_BYTES >> 20
+                )));
+            }
+            document.extend_from_slice(&chunk.data);
         }
+        self.import_document(document, dry_run.unwrap_or(false))
+            .await
     }
 
     async fn report(

@@ -2,10 +2,13 @@
 //! metadata, one tree per root with prefixed keys so a root's batch is a single atomic
 //! `apply_batch`.
 
+mod changes;
 pub mod codec;
 pub mod durable;
 pub mod integrity;
 pub mod registry;
+
+pub use changes::{Change, ChangeCursor, FolderProbe};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -1005,31 +1008,7 @@ impl RootStore {
         clock: u64,
         paths: impl IntoIterator<Item = &'a RelPath>,
     ) -> Result<Vec<Vec<u8>>> {
-        // Whether each folder looked at holds an old record. A folder that does makes every
-        // folder above it do too, so the walk up from a path stops there.
-        let mut holds_old: HashMap<Vec<u8>, bool> = HashMap::new();
-        for path in paths {
-            for dir in path.ancestors() {
-                let old = match holds_old.get(dir) {
-                    Some(known) => *known,
-                    None => {
-                        let old = self.holds_record_at_or_before(dir, clock)?;
-                        holds_old.insert(dir.to_vec(), old);
-                        old
-                    }
-                };
-                if old {
-                    break;
-                }
-            }
-        }
-        let mut folders: Vec<Vec<u8>> = holds_old
-            .into_iter()
-            .filter(|(_, old)| !old)
-            .map(|(dir, _)| dir)
-            .collect();
-        folders.sort();
-        Ok(folders)
+        FolderProbe::new(clock).new_folders(self, paths)
     }
 
     /// Whether some record under folder `dir` was last changed at or before `clock`.
@@ -1102,7 +1081,7 @@ mod tests {
     use super::*;
     use crate::catalog::{FileKind, Fingerprint, Purpose};
 
-    fn rec(path: &str) -> FileRecord {
+    pub(super) fn rec(path: &str) -> FileRecord {
         FileRecord {
             path: RelPath::parse(path.as_bytes()).unwrap(),
             kind: FileKind::Regular,
