@@ -9,6 +9,7 @@ pub mod deps;
 pub mod graph;
 pub mod metrics;
 pub mod paths;
+pub mod quote;
 pub mod registry;
 pub mod rpc;
 pub mod store;

@@ -4,6 +4,7 @@
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tonic::{Request, Response, Status};
 
+use super::limits;
 use super::registry::{bridge, now_ms, BoxStream, RegistryContext};
 use super::structs::{map_from_struct, struct_of_text, text_of};
 use crate::proto;
@@ -40,7 +41,8 @@ pub fn glob_problems(agent: &Agent) -> Vec<ValidationProblem> {
             compile_glob(g).err().map(|e| {
                 ValidationProblem::new(
                     format!("owned_paths[{i}]"),
-                    format!("is not a valid glob: {e}"),
+                    // The kind only: the error itself quotes the whole pattern.
+                    format!("is not a valid glob: {}", e.kind()),
                 )
             })
         })
@@ -233,6 +235,17 @@ fn requested_agent(req: &proto::RegisterAgentRequest, now: i64) -> Result<Agent,
             }
         }
     };
+    // The typed form was measured on the wire; `agent_info` owned paths come from a Struct.
+    if agent.owned_paths.len() > limits::OWNED_PATHS.value {
+        return Err(limits::too_many(
+            "owned_paths",
+            limits::OWNED_PATHS,
+            agent.owned_paths.len(),
+        ));
+    }
+    for (i, g) in agent.owned_paths.iter().enumerate() {
+        limits::check_glob(&format!("owned_paths[{i}]"), g)?;
+    }
     check_agent(&agent).map_err(|e| super::registry::domain_status(&e))?;
     Ok(agent)
 }
@@ -246,6 +259,28 @@ impl proto::agents_server::Agents for AgentsService {
         let now = now_ms();
         let agent = requested_agent(request.get_ref(), now)?;
         let name = agent.name.clone();
+        // Every agent's globs together are bounded too: the owner matcher compiles them all.
+        // (A soft bound: two racing registrations may pass it together.)
+        let others_name = name.clone();
+        let others: usize = self
+            .ctx
+            .blocking(move |reg| {
+                Ok(reg
+                    .agents()?
+                    .iter()
+                    .filter(|a| a.name != others_name)
+                    .map(|a| a.owned_paths.len())
+                    .sum())
+            })
+            .await?;
+        let total = others + agent.owned_paths.len();
+        if total > limits::OWNED_PATHS_TOTAL.value {
+            return Err(limits::too_many(
+                "the agents' owned_paths together",
+                limits::OWNED_PATHS_TOTAL,
+                total,
+            ));
+        }
         let (previous, stored) = self
             .ctx
             .blocking(move |reg| {
@@ -277,7 +312,8 @@ impl proto::agents_server::Agents for AgentsService {
             .blocking(move |reg| {
                 reg.agent(&name)?.ok_or_else(|| {
                     RegistryStoreError::NotFound(format!(
-                        "no agent {name:?}; `wfdb agent list` shows the registered agents"
+                        "no agent {}; `wfdb agent list` shows the registered agents",
+                        super::limits::short(&name)
                     ))
                 })
             })

@@ -83,7 +83,8 @@ impl proto::catalog_server::Catalog for CatalogService {
                 instance_id: self.state.store.instance_id().to_string(),
             })),
             None => Err(Status::not_found(format!(
-                "{path} is not in the catalog of {} (absent, ignored, or a folder)",
+                "{} is not in the catalog of {} (absent, ignored, or a folder)",
+                super::limits::short(&path.to_lossy()),
                 root.path.display()
             ))),
         }

@@ -9,7 +9,9 @@ pub mod catalog;
 pub mod convert;
 pub mod graph;
 pub mod knowledge;
+pub mod limits;
 pub mod metered;
+pub mod panics;
 pub mod registry;
 pub mod sessions;
 pub mod structs;
@@ -100,6 +102,8 @@ pub async fn spawn_servers(
     tcp: Option<TcpListener>,
     token: Option<String>,
 ) -> Result<Servers, DaemonError> {
+    panics::install_hook();
+    let limits = limits::LimitsLayer::new();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::proto::graph_server::GraphServer<graph::GraphService>>()
@@ -157,7 +161,10 @@ pub async fn spawn_servers(
     let mut handles = Vec::new();
     {
         let router = Server::builder()
+            .max_concurrent_streams(limits::STREAMS_PER_CONNECTION.value as u32)
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
+            .layer(panics::CatchPanicLayer)
+            .layer(limits.clone())
             .add_service(health.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -186,10 +193,13 @@ pub async fn spawn_servers(
         let token = token.ok_or(DaemonError::TokenRequired)?;
         // Measured outermost, so refused (UNAUTHENTICATED) calls are counted too.
         let router = Server::builder()
+            .max_concurrent_streams(limits::STREAMS_PER_CONNECTION.value as u32)
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
             .layer(tonic::service::InterceptorLayer::new(
                 auth::BearerAuth::new(&token),
             ))
+            .layer(panics::CatchPanicLayer)
+            .layer(limits)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -218,10 +228,18 @@ pub async fn spawn_servers(
 }
 
 /// The gRPC status for a daemon error: a code a client can branch on and a message a person
-/// can act on.
+/// can act on, never longer than [`limits::MAX_STATUS_MESSAGE`].
 pub fn status_of(e: DaemonError) -> Status {
+    let status = status_of_unbounded(&e);
+    Status::new(
+        status.code(),
+        limits::bounded_message(status.message().to_string()),
+    )
+}
+
+fn status_of_unbounded(e: &DaemonError) -> Status {
     use crate::store::StoreError;
-    match &e {
+    match e {
         DaemonError::UnknownRoot(_) => Status::not_found(e.to_string()),
         DaemonError::AmbiguousRoot(_) | DaemonError::BadRoot(..) => {
             Status::invalid_argument(e.to_string())

@@ -66,7 +66,7 @@ impl RegistryContext {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(store))
             .await
-            .map_err(|e| Status::internal(format!("registry task failed: {e}")))?
+            .map_err(|e| super::panics::join_status("registry", e))?
             .map_err(registry_status)
     }
 
@@ -108,17 +108,18 @@ pub fn now_ms() -> i64 {
 /// with its field path), unknown → NOT_FOUND, a refused change of state → FAILED_PRECONDITION,
 /// a session over the limit → RESOURCE_EXHAUSTED.
 pub fn registry_status(e: RegistryStoreError) -> Status {
+    use super::limits::bounded_message;
     match e {
         RegistryStoreError::Domain(d) => domain_status(&d),
-        RegistryStoreError::NotFound(m) => Status::not_found(m),
-        RegistryStoreError::AlreadyExists(m) => Status::already_exists(m),
+        RegistryStoreError::NotFound(m) => Status::not_found(bounded_message(m)),
+        RegistryStoreError::AlreadyExists(m) => Status::already_exists(bounded_message(m)),
         RegistryStoreError::Store(s) => status_of(DaemonError::Store(s)),
     }
 }
 
 /// The gRPC status of a domain error.
 pub fn domain_status(e: &RegistryError) -> Status {
-    let msg = e.to_string();
+    let msg = super::limits::bounded_message(e.to_string());
     match e {
         RegistryError::Invalid { .. }
         | RegistryError::NotAnObject { .. }

@@ -455,7 +455,8 @@ impl RegistryStore {
         let out = (&self.runs, &self.workflows).transaction(|(runs, workflows)| {
             let Some(bytes) = runs.get(run_id.as_bytes())? else {
                 return abort(RegistryStoreError::NotFound(format!(
-                    "no run {run_id:?}; `wfdb run list` shows the runs"
+                    "no run {}; `wfdb run list` shows the runs",
+                    crate::quote::short(run_id)
                 )));
             };
             let mut run: Run = tx_decode(&bytes)?;
@@ -648,7 +649,10 @@ impl RegistryStore {
                 Some(v) => format!(
                     "session {id:?} has no version {v}; `wfdb session history {id}` lists them"
                 ),
-                None => format!("no session {id:?}; `wfdb session list` shows the sessions"),
+                None => format!(
+                    "no session {}; `wfdb session list` shows the sessions",
+                    crate::quote::short(id)
+                ),
             }));
         }
         self.flush()?;
@@ -741,7 +745,8 @@ impl EncodedImport {
 
 fn unknown_agent(name: &str) -> RegistryStoreError {
     RegistryStoreError::NotFound(format!(
-        "no agent {name:?}; `wfdb agent list` shows the registered agents"
+        "no agent {}; `wfdb agent list` shows the registered agents",
+        crate::quote::short(name)
     ))
 }
 
