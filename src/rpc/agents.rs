@@ -1,6 +1,8 @@
 //! The Agents service: register (upsert), find, remove, record performance, lease heartbeats
 //! and the `WatchAgents` stream; and the owned-path matcher behind `FileInfo.related_agents`.
 
+use std::sync::Arc;
+
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tonic::{Request, Response, Status};
 
@@ -90,23 +92,6 @@ impl OwnerMatcher {
         OwnerMatcher { agents }
     }
 
-    /// Loads the agents from the daemon's registry (no agents on error: related agents are
-    /// an annotation, never a reason to fail a catalog query).
-    pub fn load(state: &crate::daemon::DaemonState) -> OwnerMatcher {
-        match state.store.registry().and_then(|r| {
-            r.agents().map_err(|e| match e {
-                RegistryStoreError::Store(s) => s,
-                other => crate::store::StoreError::Sled(other.to_string()),
-            })
-        }) {
-            Ok(agents) => OwnerMatcher::new(&agents),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read agents for related_agents");
-                OwnerMatcher::default()
-            }
-        }
-    }
-
     /// The agents owning a root-relative path, sorted.
     pub fn owners(&self, path: &str) -> Vec<String> {
         self.agents
@@ -119,6 +104,127 @@ impl OwnerMatcher {
     /// Whether no agent owns anything.
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
+    }
+}
+
+/// The owner matcher, compiled once per change of the agents' owned paths and shared by every
+/// request: a `GetFile` or `ListFiles` costs the same whatever globs the agents hold.
+#[derive(Default)]
+pub struct OwnerCache {
+    current: std::sync::RwLock<Option<Compiled>>,
+    /// Held while compiling, so concurrent requests after a change compile once.
+    rebuild: std::sync::Mutex<()>,
+}
+
+struct Compiled {
+    /// The agents generation this was checked against.
+    generation: u64,
+    /// What it was compiled from: each owning agent and its globs, in name order.
+    owned: Vec<(String, Vec<String>)>,
+    matcher: Arc<OwnerMatcher>,
+}
+
+impl OwnerCache {
+    /// The compiled matcher, when it is current for `generation`.
+    pub fn fresh(&self, generation: u64) -> Option<Arc<OwnerMatcher>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|c| c.generation == generation)
+            .map(|c| Arc::clone(&c.matcher))
+    }
+
+    /// The current matcher, compiled again when the agents' owned paths changed (blocking:
+    /// call it off the async threads).
+    pub fn current(&self, state: &crate::daemon::DaemonState) -> Arc<OwnerMatcher> {
+        let generation = state.store.agents_generation();
+        if let Some(m) = self.fresh(generation) {
+            return m;
+        }
+        let _one = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        // Read the generation before the agents: a write in between leaves this entry stale,
+        // never wrong.
+        let generation = state.store.agents_generation();
+        if let Some(m) = self.fresh(generation) {
+            return m;
+        }
+        let agents = load_agents(state);
+        let owned: Vec<(String, Vec<String>)> = agents
+            .iter()
+            .filter(|a| !a.owned_paths.is_empty())
+            .map(|a| (a.name.clone(), a.owned_paths.clone()))
+            .collect();
+        let kept = {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            current
+                .as_ref()
+                .filter(|c| c.owned == owned)
+                .map(|c| Arc::clone(&c.matcher))
+        };
+        // A heartbeat or a metric changes the agents but not what they own.
+        let matcher = kept.unwrap_or_else(|| {
+            let t = std::time::Instant::now();
+            let m = Arc::new(OwnerMatcher::new(&agents));
+            tracing::debug!(
+                agents = owned.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "owner matcher compiled"
+            );
+            m
+        });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Compiled {
+            generation,
+            owned,
+            matcher: Arc::clone(&matcher),
+        });
+        matcher
+    }
+
+    /// The current matcher, from async code: compiled on the blocking pool when needed.
+    pub async fn get(
+        self: &Arc<Self>,
+        state: &Arc<crate::daemon::DaemonState>,
+    ) -> Arc<OwnerMatcher> {
+        if let Some(m) = self.fresh(state.store.agents_generation()) {
+            return m;
+        }
+        let (cache, state) = (Arc::clone(self), Arc::clone(state));
+        match tokio::task::spawn_blocking(move || cache.current(&state)).await {
+            Ok(m) => m,
+            Err(e) => {
+                // Related agents are an annotation, never a reason to fail a catalog query.
+                let _ = super::panics::join_status("owner matcher", e);
+                Arc::new(OwnerMatcher::default())
+            }
+        }
+    }
+
+    /// Drops the compiled matcher (after an agent is removed or agents are imported), so its
+    /// memory goes back at once rather than at the next catalog query.
+    pub fn forget(&self) {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(old);
+    }
+}
+
+/// Every agent (none on error: related agents are an annotation, never a reason to fail a
+/// catalog query).
+fn load_agents(state: &crate::daemon::DaemonState) -> Vec<Agent> {
+    match state.store.registry().and_then(|r| {
+        r.agents().map_err(|e| match e {
+            RegistryStoreError::Store(s) => s,
+            other => crate::store::StoreError::Sled(other.to_string()),
+        })
+    }) {
+        Ok(agents) => agents,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read agents for related_agents");
+            Vec::new()
+        }
     }
 }
 
@@ -349,6 +455,7 @@ impl proto::agents_server::Agents for AgentsService {
             .ctx
             .blocking(move |reg| reg.remove_agent(&name, req.force))
             .await?;
+        self.ctx.owners.forget();
         self.ctx.agent_event(EventKind::Removed, &agent.name, None);
         Ok(Response::new(proto::RemoveAgentResponse {
             agent: Some(agent_proto(&agent, now_ms())),

@@ -34,7 +34,7 @@ impl GraphService {
         let r = Arc::clone(&root);
         let graph = tokio::task::spawn_blocking(move || r.graph.snapshot(&r.store))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::panics::join_status("graph", e))?
             .map_err(status_of)?;
         match graph {
             Some(g) => Ok((root, g)),
@@ -180,7 +180,7 @@ impl proto::graph_server::Graph for GraphService {
                 Ok(out)
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))??
+            .map_err(|e| super::panics::join_status("graph", e))??
         } else {
             if req.paths.is_empty() {
                 return Err(Status::invalid_argument(

@@ -258,8 +258,8 @@ struct Field {
 enum FieldKind {
     Text(Bound),
     Message(String),
-    /// Scalars: only their wire type is checked.
-    Scalar,
+    /// Scalars: only their wire type is checked (0 varint, 1 fixed64, 5 fixed32).
+    Scalar(u64),
 }
 
 /// Special handling of the well-known JSON types.
@@ -328,7 +328,9 @@ impl Schema {
                     Bound::Bytes(None)
                 }),
                 Type::Message | Type::Group => FieldKind::Message(f.type_name().to_string()),
-                _ => FieldKind::Scalar,
+                Type::Double | Type::Fixed64 | Type::Sfixed64 => FieldKind::Scalar(1),
+                Type::Float | Type::Fixed32 | Type::Sfixed32 => FieldKind::Scalar(5),
+                _ => FieldKind::Scalar(0),
             };
             let max_items = match (full.as_str(), name) {
                 (_, "owned_paths") => OWNED_PATHS,
@@ -426,10 +428,14 @@ impl Schema {
                     return Err(too_many(&field.label, field.max_items, *n));
                 }
             }
+            match field.kind {
+                // A scalar in its own wire type, or a packed repeated one.
+                FieldKind::Scalar(w) if w == wire || (wire == 2 && field.repeated) => {}
+                FieldKind::Scalar(_) => return Err(wrong_wire(&field.label)),
+                _ if wire != 2 => return Err(wrong_wire(&field.label)),
+                _ => {}
+            }
             let Some(payload) = payload else {
-                if !matches!(field.kind, FieldKind::Scalar) {
-                    return Err(wrong_wire(&field.label));
-                }
                 continue;
             };
             match &field.kind {
@@ -438,7 +444,7 @@ impl Schema {
                     self.walk(type_name, payload, depth + 1, json_depth)?
                 }
                 // A packed repeated scalar: its size is bounded by the message limit.
-                FieldKind::Scalar => {}
+                FieldKind::Scalar(_) => {}
             }
         }
         Ok(())

@@ -127,11 +127,14 @@ pub async fn spawn_servers(
     let graph =
         crate::proto::graph_server::GraphServer::new(graph::GraphService::new(Arc::clone(&state)))
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let catalog = CatalogServer::new(catalog::CatalogService::new(Arc::clone(&state)))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
     let reg = registry::RegistryContext::start(Arc::clone(&state))?;
+    let catalog = CatalogServer::new(catalog::CatalogService::new(
+        Arc::clone(&state),
+        Arc::clone(&reg.owners),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
     health_reporter
         .set_serving::<AgentsServer<agents::AgentsService>>()
         .await;

@@ -39,6 +39,8 @@ pub struct RegistryContext {
     pub agent_events: broadcast::Sender<proto::AgentEvent>,
     /// Run progress, for `WatchRuns`.
     pub run_events: broadcast::Sender<proto::RunEvent>,
+    /// The compiled owner matcher, shared with the catalog service.
+    pub owners: Arc<super::agents::OwnerCache>,
 }
 
 impl RegistryContext {
@@ -52,6 +54,7 @@ impl RegistryContext {
             store,
             agent_events,
             run_events,
+            owners: Arc::default(),
         };
         tokio::spawn(watch_leases(ctx.clone()));
         Ok(ctx)

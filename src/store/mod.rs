@@ -124,6 +124,9 @@ pub struct Store {
     meta: sled::Tree,
     path: PathBuf,
     instance_id: String,
+    /// Bumped after every write to the agents tree, so derived views (the owner matcher)
+    /// know when to rebuild without reading the agents.
+    agents_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -149,6 +152,7 @@ impl Store {
             meta,
             path: dir.to_path_buf(),
             instance_id,
+            agents_generation: Default::default(),
         })
     }
 

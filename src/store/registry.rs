@@ -144,9 +144,17 @@ pub struct RegistryStore {
     session_meta: sled::Tree,
     session_heads: sled::Tree,
     meta: sled::Tree,
+    agents_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
+    /// How many times the agents have been written since the database was opened: equal
+    /// generations mean equal agents.
+    pub fn agents_generation(&self) -> u64 {
+        self.agents_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The workflow database's trees (cheap: sled keeps trees open).
     pub fn registry(&self) -> std::result::Result<RegistryStore, StoreError> {
         Ok(RegistryStore {
@@ -158,6 +166,7 @@ impl Store {
             session_meta: self.db.open_tree("reg/session_meta")?,
             session_heads: self.db.open_tree("reg/session_heads")?,
             meta: self.db.open_tree("reg/meta")?,
+            agents_generation: std::sync::Arc::clone(&self.agents_generation),
         })
     }
 }
@@ -196,6 +205,19 @@ fn get_u64(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 }
 
 impl RegistryStore {
+    /// See [`Store::agents_generation`].
+    pub fn agents_generation(&self) -> u64 {
+        self.agents_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the agents as changed (after the write, so a reader that sees the new
+    /// generation reads the new agents).
+    fn agents_changed(&self) {
+        self.agents_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Writes everything to disk: called before acknowledging a write.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
@@ -308,6 +330,7 @@ impl RegistryStore {
             t.insert(name.as_bytes(), tx_encode(&agent)?)?;
             Ok((previous, agent))
         })?;
+        self.agents_changed();
         self.flush()?;
         Ok(out)
     }
@@ -338,6 +361,7 @@ impl RegistryStore {
             .agents
             .remove(name.as_bytes())?
             .ok_or_else(|| unknown_agent(name))?;
+        self.agents_changed();
         self.flush()?;
         Ok((decode(&removed)?, users))
     }
@@ -539,6 +563,7 @@ impl RegistryStore {
             m.apply_batch(&batch_m)?;
             Ok::<_, ConflictableTransactionError<RegistryStoreError>>(())
         })?;
+        self.agents_changed();
         self.flush()?;
         Ok(doomed)
     }
@@ -695,6 +720,7 @@ impl RegistryStore {
             }
             Ok::<_, ConflictableTransactionError<RegistryStoreError>>(())
         })?;
+        self.agents_changed();
         self.flush()
     }
 }
