@@ -34,8 +34,12 @@ const ALLOWED: &[Code] = &[
     Code::DeadlineExceeded,
 ];
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
+/// A small deterministic generator (splitmix64), with a byte budget for big strings so one
+/// request stays a few MiB.
+struct Rng(u64, usize);
+
+/// Bytes of big strings one request may hold.
+const BUDGET: usize = 3 << 20;
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -152,6 +156,15 @@ fn delimited(out: &mut Vec<u8>, number: i32, payload: &[u8]) {
 /// A hostile string (as raw bytes: it need not be UTF-8).
 fn hostile_text(rng: &mut Rng, method: &str) -> Vec<u8> {
     let watch = method.ends_with("Admin/Watch");
+    let text = hostile_text_unbudgeted(rng, watch);
+    if text.len() > 64 && text.len() > rng.1 {
+        return b"over-budget".to_vec();
+    }
+    rng.1 = rng.1.saturating_sub(text.len());
+    text
+}
+
+fn hostile_text_unbudgeted(rng: &mut Rng, watch: bool) -> Vec<u8> {
     match rng.below(18) {
         0 => Vec::new(),
         1 => b"x".to_vec(),
@@ -187,13 +200,20 @@ fn hostile_value(rng: &mut Rng, depth: usize) -> Vec<u8> {
             let f = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e308, -0.0][rng.below(5)];
             out.extend_from_slice(&f.to_le_bytes());
         }
-        1 => delimited(&mut out, 3, &hostile_text(rng, "")),
+        1 if depth > 0 => delimited(&mut out, 3, &hostile_text(rng, "")),
         2 if depth > 0 => delimited(&mut out, 5, &hostile_struct(rng, depth - 1)),
         3 if depth > 0 => {
             let mut list = Vec::new();
-            let n = if rng.chance(4) { 20_000 } else { 2 };
-            for _ in 0..n {
-                delimited(&mut list, 1, &hostile_value(rng, depth - 1));
+            if rng.chance(4) {
+                // Long and flat: 20,000 numbers.
+                let one = hostile_value(rng, 0);
+                for _ in 0..20_000 {
+                    delimited(&mut list, 1, &one);
+                }
+            } else {
+                for _ in 0..2 {
+                    delimited(&mut list, 1, &hostile_value(rng, depth - 1));
+                }
             }
             delimited(&mut out, 6, &list);
         }
@@ -216,7 +236,10 @@ fn hostile_struct(rng: &mut Rng, depth: usize) -> Vec<u8> {
     for i in 0..keys.min(if depth == 0 { 2 } else { keys }) {
         let mut entry = Vec::new();
         delimited(&mut entry, 1, format!("k{i}").as_bytes());
-        let value = if rng.chance(3) && depth > 0 {
+        let value = if keys > 2 {
+            // Wide and flat.
+            hostile_value(rng, 0)
+        } else if rng.chance(3) && depth > 0 {
             let mut v = Vec::new();
             delimited(&mut v, 5, &hostile_struct(rng, depth - 1));
             v
@@ -274,7 +297,7 @@ fn hostile_message(
                     delimited(&mut out, n, &text);
                 }
                 Type::Message => {
-                    if depth == 0 {
+                    if depth == 0 || count > 100 {
                         delimited(&mut out, n, &[]);
                     } else {
                         let inner =
@@ -390,7 +413,7 @@ async fn every_method_survives_hostile_requests() {
     let rounds: usize = std::env::var("WFDB_FUZZ_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(40);
     let dirs = Dirs::new();
     let root = dirs.tmp.path().join("repo");
     for i in 0..50 {
@@ -414,18 +437,23 @@ async fn every_method_survives_hostile_requests() {
         );
     }
     let ch = d.channel().await;
-    let mut rng = Rng(seed);
+    let mut rng = Rng(seed, BUDGET);
     let started = Instant::now();
     let mut calls = 0usize;
     let mut by_code: HashMap<Code, usize> = HashMap::new();
     let mut peak = 0u64;
+    let mut decode_errors = std::collections::BTreeSet::new();
     for round in 0..rounds {
         for m in &methods {
+            rng.1 = BUDGET;
             let body = hostile_message(&mut rng, &messages, &m.input, &m.path, 3);
             let size = body.len();
             let status = call(&ch, m, body).await;
             calls += 1;
             *by_code.entry(status.code()).or_default() += 1;
+            if status.code() == Code::Internal {
+                decode_errors.insert(m.path.clone());
+            }
             assert!(
                 acceptable(&status),
                 "seed {seed} round {round}: {} ({size} bytes) answered {:?}: {}",
@@ -468,7 +496,8 @@ async fn every_method_survives_hostile_requests() {
             .join("\n")
     );
     eprintln!(
-        "fuzz: seed {seed}, {calls} calls in {:?}, peak RSS {} MiB, codes {by_code:?}",
+        "fuzz: seed {seed}, {calls} calls in {:?}, peak RSS {} MiB, codes {by_code:?}, \
+         decode errors from {decode_errors:?}",
         started.elapsed(),
         peak >> 20
     );

@@ -254,7 +254,10 @@ impl proto::graph_server::Graph for GraphService {
         let req = request.into_inner();
         for p in &req.purposes {
             if crate::catalog::Purpose::parse(p).is_none() {
-                return Err(Status::invalid_argument(format!("unknown purpose {p:?}")));
+                return Err(Status::invalid_argument(format!(
+                    "unknown purpose {}",
+                    super::limits::short(p)
+                )));
             }
         }
         let (_, g) = self.graph(&req.root, req.unsynced).await?;
@@ -340,7 +343,8 @@ impl proto::graph_server::Graph for GraphService {
             "json" => g.to_json(&filter),
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown format {other:?}: use dot, mermaid or json"
+                    "unknown format {}: use dot, mermaid or json",
+                    super::limits::short(other)
                 )))
             }
         }

@@ -1,7 +1,8 @@
 //! Panics are bugs, and contained: a tower layer turns a panic in a handler (or while its
 //! answer streams) into INTERNAL with a request id, and the helpers here do the same for work
 //! handlers hand to other tasks. The log gets the id, the method and a short reason, never
-//! the request.
+//! the request. The same layer cuts any status message over 1 KiB, so no answer echoes a
+//! client's megabytes back even where a handler quotes an input whole.
 
 use std::any::Any;
 use std::future::Future;
@@ -61,6 +62,27 @@ pub fn contained(method: &str, payload: &(dyn Any + Send)) -> Status {
         "handler panicked; answered INTERNAL"
     );
     internal(&id)
+}
+
+/// Cuts a status message in `headers` (answer headers or trailers) to
+/// [`super::limits::MAX_STATUS_MESSAGE`]: the net under every handler's own short quoting.
+fn bound_message(headers: &mut hyper::HeaderMap) {
+    let long = headers
+        .get("grpc-message")
+        .is_some_and(|v| v.len() > super::limits::MAX_STATUS_MESSAGE);
+    if !long {
+        return;
+    }
+    if let Some(status) = Status::from_header_map(headers) {
+        let cut = Status::new(
+            status.code(),
+            super::limits::bounded_message(status.message().to_string()),
+        );
+        let fresh = cut.into_http::<()>().into_parts().0.headers;
+        if let Some(m) = fresh.get("grpc-message") {
+            headers.insert("grpc-message", m.clone());
+        }
+    }
 }
 
 fn internal(id: &str) -> Status {
@@ -223,7 +245,8 @@ where
         };
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Ok(response))) => {
+            Ok(Poll::Ready(Ok(mut response))) => {
+                bound_message(response.headers_mut());
                 let method = std::mem::take(this.method);
                 Poll::Ready(Ok(response.map(|body| {
                     tonic::body::Body::new(CatchPanicBody {
@@ -262,6 +285,12 @@ impl Body for CatchPanicBody {
             return Poll::Ready(None);
         }
         match catch_unwind(AssertUnwindSafe(|| this.inner.poll_frame(cx))) {
+            Ok(Poll::Ready(Some(Ok(mut frame)))) => {
+                if let Some(trailers) = frame.trailers_mut() {
+                    bound_message(trailers);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Ok(frame) => frame,
             Err(payload) => {
                 *this.done = true;
@@ -318,6 +347,21 @@ mod tests {
             status.message()
         );
         assert!(!status.message().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn long_status_messages_are_cut() {
+        let svc = tower::service_fn(|_req: Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(
+                Status::invalid_argument("x".repeat(20_000)).into_http::<tonic::body::Body>(),
+            )
+        });
+        let mut svc = CatchPanicLayer.layer(svc);
+        let req = Request::builder().uri("/a/B").body(()).unwrap();
+        let response = Service::call(&mut svc, req).await.unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() < 1200, "{}", status.message().len());
     }
 
     #[tokio::test]
