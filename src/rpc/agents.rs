@@ -33,8 +33,28 @@ fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
     GlobBuilder::new(glob).literal_separator(true).build()
 }
 
-/// Problems with the owned-path globs of an agent (bad syntax).
+/// Problems with the owned-path globs of an agent (bad syntax, or together too large to
+/// compile: the owner matcher would then have to leave the agent out).
 pub fn glob_problems(agent: &Agent) -> Vec<ValidationProblem> {
+    let mut problems = glob_syntax_problems(agent);
+    if problems.is_empty() && !agent.owned_paths.is_empty() {
+        let mut b = GlobSetBuilder::new();
+        for g in &agent.owned_paths {
+            if let Ok(glob) = compile_glob(g) {
+                b.add(glob);
+            }
+        }
+        if let Err(e) = b.build() {
+            problems.push(ValidationProblem::new(
+                "owned_paths",
+                format!("cannot be compiled together: {}", e.kind()),
+            ));
+        }
+    }
+    problems
+}
+
+fn glob_syntax_problems(agent: &Agent) -> Vec<ValidationProblem> {
     agent
         .owned_paths
         .iter()
