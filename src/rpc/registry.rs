@@ -152,7 +152,7 @@ where
     R: Fn(u64) -> T + Send + 'static,
 {
     let (tx, out) = mpsc::channel(16);
-    tokio::spawn(async move {
+    super::panics::spawn_stream("event stream", tx.clone(), async move {
         loop {
             let item = tokio::select! {
                 _ = shutdown.cancelled() => {
