@@ -10,6 +10,7 @@ pub mod deps;
 pub mod graph;
 pub mod metrics;
 pub mod paths;
+pub mod quote;
 pub mod registry;
 pub mod rpc;
 pub mod socket_trust;

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 pub enum PathError {
     #[error("path is empty")]
     Empty,
-    #[error("path {0:?} is absolute: give a path relative to the root")]
+    #[error("path {} is absolute: give a path relative to the root", crate::quote::short(.0))]
     Absolute(String),
-    #[error("path {0:?} contains a NUL byte")]
+    #[error("path {} contains a NUL byte", crate::quote::short(.0))]
     Nul(String),
-    #[error("path {0:?} escapes the root ('..' is not allowed)")]
+    #[error("path {} escapes the root ('..' is not allowed)", crate::quote::short(.0))]
     Escapes(String),
-    #[error("path {0:?} is not inside the root")]
+    #[error("path {} is not inside the root", crate::quote::short(.0))]
     OutsideRoot(String),
 }
 

@@ -1,13 +1,15 @@
 //! Filters for catalog listings.
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::record::{FileRecord, Purpose};
 
 /// A listing filter; every set field must match.
 #[derive(Clone, Debug, Default)]
 pub struct FileFilter {
-    pub glob: Option<GlobMatcher>,
+    /// A one-glob set: unlike a single `GlobMatcher`, building it reports a regex over the
+    /// size limit as an error instead of panicking.
+    pub glob: Option<GlobSet>,
     pub file_type: Option<String>,
     pub purpose: Option<Purpose>,
     pub min_size: Option<u64>,
@@ -19,9 +21,9 @@ pub struct FileFilter {
 /// Why a filter could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("bad glob {glob:?}: {message}")]
+    #[error("bad glob {}: {message}", crate::quote::short(glob))]
     Glob { glob: String, message: String },
-    #[error("unknown purpose {0:?} (expected one of source, test, docs, config, build, generated, vendored, data, asset, other)")]
+    #[error("unknown purpose {} (expected one of source, test, docs, config, build, generated, vendored, data, asset, other)", crate::quote::short(.0))]
     Purpose(String),
     #[error("min_size {0} is larger than max_size {1}")]
     SizeRange(u64, u64),
@@ -46,16 +48,16 @@ impl FileFilter {
             } else {
                 format!("**/{glob}")
             };
-            Some(
-                GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| FilterError::Glob {
-                        glob: glob.to_string(),
-                        message: e.kind().to_string(),
-                    })?
-                    .compile_matcher(),
-            )
+            let bad = |e: globset::Error| FilterError::Glob {
+                glob: glob.to_string(),
+                // The kind only: the error itself quotes the whole pattern.
+                message: e.kind().to_string(),
+            };
+            let compiled = GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(bad)?;
+            Some(GlobSetBuilder::new().add(compiled).build().map_err(bad)?)
         };
         let purpose = if purpose.is_empty() {
             None

@@ -361,8 +361,20 @@ impl DaemonState {
         root: &Arc<Root>,
         reason: &str,
     ) -> Result<crate::catalog::ScanReport, DaemonError> {
+        self.reconcile_root_until(root, reason, Arc::clone(&self.cancel_scans))
+            .await
+    }
+
+    /// [`Self::reconcile_root`], stopped early when `cancel` is set (a rescan whose client
+    /// went away); the caller also sets it at shutdown.
+    pub async fn reconcile_root_until(
+        &self,
+        root: &Arc<Root>,
+        reason: &str,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<crate::catalog::ScanReport, DaemonError> {
         let report = root
-            .reconcile(reason, &self.walk, Arc::clone(&self.cancel_scans))
+            .reconcile(reason, &self.walk, cancel)
             .await
             .inspect_err(|e| {
                 self.note_error(e);

@@ -107,6 +107,10 @@ impl Root {
         cancel: Arc<AtomicBool>,
     ) -> Result<ScanReport, DaemonError> {
         let _writer = self.writer.lock().await;
+        // Cancelled while waiting for the writer (a rescan whose client left): no work at all.
+        if cancel.load(Ordering::Relaxed) {
+            return Err(DaemonError::Scan(catalog::ScanError::Cancelled));
+        }
         self.metrics.count_reconcile(reason);
         let progress = Arc::new(ScanProgress::default());
         *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&progress);

@@ -56,8 +56,8 @@ impl proto::admin_server::Admin for AdminService {
         let path = PathBuf::from(&req.path);
         if req.path.is_empty() || !path.is_absolute() || req.path.contains('\0') {
             return Err(Status::invalid_argument(format!(
-                "watch needs an absolute folder path, got {:?}",
-                req.path
+                "watch needs an absolute folder path, got {}",
+                super::limits::short(&req.path)
             )));
         }
         if self.state.shutdown.is_cancelled() {

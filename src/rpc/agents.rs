@@ -1,9 +1,12 @@
 //! The Agents service: register (upsert), find, remove, record performance, lease heartbeats
 //! and the `WatchAgents` stream; and the owned-path matcher behind `FileInfo.related_agents`.
 
+use std::sync::Arc;
+
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tonic::{Request, Response, Status};
 
+use super::limits;
 use super::registry::{bridge, now_ms, BoxStream, RegistryContext};
 use super::structs::{map_from_struct, struct_of_text, text_of};
 use crate::proto;
@@ -30,8 +33,28 @@ fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
     GlobBuilder::new(glob).literal_separator(true).build()
 }
 
-/// Problems with the owned-path globs of an agent (bad syntax).
+/// Problems with the owned-path globs of an agent (bad syntax, or together too large to
+/// compile: the owner matcher would then have to leave the agent out).
 pub fn glob_problems(agent: &Agent) -> Vec<ValidationProblem> {
+    let mut problems = glob_syntax_problems(agent);
+    if problems.is_empty() && !agent.owned_paths.is_empty() {
+        let mut b = GlobSetBuilder::new();
+        for g in &agent.owned_paths {
+            if let Ok(glob) = compile_glob(g) {
+                b.add(glob);
+            }
+        }
+        if let Err(e) = b.build() {
+            problems.push(ValidationProblem::new(
+                "owned_paths",
+                format!("cannot be compiled together: {}", e.kind()),
+            ));
+        }
+    }
+    problems
+}
+
+fn glob_syntax_problems(agent: &Agent) -> Vec<ValidationProblem> {
     agent
         .owned_paths
         .iter()
@@ -40,7 +63,8 @@ pub fn glob_problems(agent: &Agent) -> Vec<ValidationProblem> {
             compile_glob(g).err().map(|e| {
                 ValidationProblem::new(
                     format!("owned_paths[{i}]"),
-                    format!("is not a valid glob: {e}"),
+                    // The kind only: the error itself quotes the whole pattern.
+                    format!("is not a valid glob: {}", e.kind()),
                 )
             })
         })
@@ -88,23 +112,6 @@ impl OwnerMatcher {
         OwnerMatcher { agents }
     }
 
-    /// Loads the agents from the daemon's registry (no agents on error: related agents are
-    /// an annotation, never a reason to fail a catalog query).
-    pub fn load(state: &crate::daemon::DaemonState) -> OwnerMatcher {
-        match state.store.registry().and_then(|r| {
-            r.agents().map_err(|e| match e {
-                RegistryStoreError::Store(s) => s,
-                other => crate::store::StoreError::Sled(other.to_string()),
-            })
-        }) {
-            Ok(agents) => OwnerMatcher::new(&agents),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read agents for related_agents");
-                OwnerMatcher::default()
-            }
-        }
-    }
-
     /// The agents owning a root-relative path, sorted.
     pub fn owners(&self, path: &str) -> Vec<String> {
         self.agents
@@ -117,6 +124,127 @@ impl OwnerMatcher {
     /// Whether no agent owns anything.
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
+    }
+}
+
+/// The owner matcher, compiled once per change of the agents' owned paths and shared by every
+/// request: a `GetFile` or `ListFiles` costs the same whatever globs the agents hold.
+#[derive(Default)]
+pub struct OwnerCache {
+    current: std::sync::RwLock<Option<Compiled>>,
+    /// Held while compiling, so concurrent requests after a change compile once.
+    rebuild: std::sync::Mutex<()>,
+}
+
+struct Compiled {
+    /// The agents generation this was checked against.
+    generation: u64,
+    /// What it was compiled from: each owning agent and its globs, in name order.
+    owned: Vec<(String, Vec<String>)>,
+    matcher: Arc<OwnerMatcher>,
+}
+
+impl OwnerCache {
+    /// The compiled matcher, when it is current for `generation`.
+    pub fn fresh(&self, generation: u64) -> Option<Arc<OwnerMatcher>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|c| c.generation == generation)
+            .map(|c| Arc::clone(&c.matcher))
+    }
+
+    /// The current matcher, compiled again when the agents' owned paths changed (blocking:
+    /// call it off the async threads).
+    pub fn current(&self, state: &crate::daemon::DaemonState) -> Arc<OwnerMatcher> {
+        let generation = state.store.agents_generation();
+        if let Some(m) = self.fresh(generation) {
+            return m;
+        }
+        let _one = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        // Read the generation before the agents: a write in between leaves this entry stale,
+        // never wrong.
+        let generation = state.store.agents_generation();
+        if let Some(m) = self.fresh(generation) {
+            return m;
+        }
+        let agents = load_agents(state);
+        let owned: Vec<(String, Vec<String>)> = agents
+            .iter()
+            .filter(|a| !a.owned_paths.is_empty())
+            .map(|a| (a.name.clone(), a.owned_paths.clone()))
+            .collect();
+        let kept = {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            current
+                .as_ref()
+                .filter(|c| c.owned == owned)
+                .map(|c| Arc::clone(&c.matcher))
+        };
+        // A heartbeat or a metric changes the agents but not what they own.
+        let matcher = kept.unwrap_or_else(|| {
+            let t = std::time::Instant::now();
+            let m = Arc::new(OwnerMatcher::new(&agents));
+            tracing::debug!(
+                agents = owned.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "owner matcher compiled"
+            );
+            m
+        });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Compiled {
+            generation,
+            owned,
+            matcher: Arc::clone(&matcher),
+        });
+        matcher
+    }
+
+    /// The current matcher, from async code: compiled on the blocking pool when needed.
+    pub async fn get(
+        self: &Arc<Self>,
+        state: &Arc<crate::daemon::DaemonState>,
+    ) -> Arc<OwnerMatcher> {
+        if let Some(m) = self.fresh(state.store.agents_generation()) {
+            return m;
+        }
+        let (cache, state) = (Arc::clone(self), Arc::clone(state));
+        match tokio::task::spawn_blocking(move || cache.current(&state)).await {
+            Ok(m) => m,
+            Err(e) => {
+                // Related agents are an annotation, never a reason to fail a catalog query.
+                let _ = super::panics::join_status("owner matcher", e);
+                Arc::new(OwnerMatcher::default())
+            }
+        }
+    }
+
+    /// Drops the compiled matcher (after an agent is removed or agents are imported), so its
+    /// memory goes back at once rather than at the next catalog query.
+    pub fn forget(&self) {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(old);
+    }
+}
+
+/// Every agent (none on error: related agents are an annotation, never a reason to fail a
+/// catalog query).
+fn load_agents(state: &crate::daemon::DaemonState) -> Vec<Agent> {
+    match state.store.registry().and_then(|r| {
+        r.agents().map_err(|e| match e {
+            RegistryStoreError::Store(s) => s,
+            other => crate::store::StoreError::Sled(other.to_string()),
+        })
+    }) {
+        Ok(agents) => agents,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read agents for related_agents");
+            Vec::new()
+        }
     }
 }
 
@@ -233,6 +361,17 @@ fn requested_agent(req: &proto::RegisterAgentRequest, now: i64) -> Result<Agent,
             }
         }
     };
+    // The typed form was measured on the wire; `agent_info` owned paths come from a Struct.
+    if agent.owned_paths.len() > limits::OWNED_PATHS.value {
+        return Err(limits::too_many(
+            "owned_paths",
+            limits::OWNED_PATHS,
+            agent.owned_paths.len(),
+        ));
+    }
+    for (i, g) in agent.owned_paths.iter().enumerate() {
+        limits::check_glob(&format!("owned_paths[{i}]"), g)?;
+    }
     check_agent(&agent).map_err(|e| super::registry::domain_status(&e))?;
     Ok(agent)
 }
@@ -246,6 +385,28 @@ impl proto::agents_server::Agents for AgentsService {
         let now = now_ms();
         let agent = requested_agent(request.get_ref(), now)?;
         let name = agent.name.clone();
+        // Every agent's globs together are bounded too: the owner matcher compiles them all.
+        // (A soft bound: two racing registrations may pass it together.)
+        let others_name = name.clone();
+        let others: usize = self
+            .ctx
+            .blocking(move |reg| {
+                Ok(reg
+                    .agents()?
+                    .iter()
+                    .filter(|a| a.name != others_name)
+                    .map(|a| a.owned_paths.len())
+                    .sum())
+            })
+            .await?;
+        let total = others + agent.owned_paths.len();
+        if total > limits::OWNED_PATHS_TOTAL.value {
+            return Err(limits::too_many(
+                "the agents' owned_paths together",
+                limits::OWNED_PATHS_TOTAL,
+                total,
+            ));
+        }
         let (previous, stored) = self
             .ctx
             .blocking(move |reg| {
@@ -277,7 +438,8 @@ impl proto::agents_server::Agents for AgentsService {
             .blocking(move |reg| {
                 reg.agent(&name)?.ok_or_else(|| {
                     RegistryStoreError::NotFound(format!(
-                        "no agent {name:?}; `wfdb agent list` shows the registered agents"
+                        "no agent {}; `wfdb agent list` shows the registered agents",
+                        super::limits::short(&name)
                     ))
                 })
             })
@@ -313,6 +475,7 @@ impl proto::agents_server::Agents for AgentsService {
             .ctx
             .blocking(move |reg| reg.remove_agent(&name, req.force))
             .await?;
+        self.ctx.owners.forget();
         self.ctx.agent_event(EventKind::Removed, &agent.name, None);
         Ok(Response::new(proto::RemoveAgentResponse {
             agent: Some(agent_proto(&agent, now_ms())),

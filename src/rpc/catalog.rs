@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::agents::OwnerMatcher;
+use super::agents::{OwnerCache, OwnerMatcher};
 use super::convert::{daemon_metrics, file_info, request_path, scan_report};
 use super::status_of;
 use crate::catalog::FileFilter;
@@ -27,12 +27,13 @@ const CHUNK: usize = 512;
 /// Serves the catalog of every watched root.
 pub struct CatalogService {
     state: Arc<DaemonState>,
+    owners: Arc<OwnerCache>,
 }
 
 impl CatalogService {
-    /// A service over the daemon's state.
-    pub fn new(state: Arc<DaemonState>) -> Self {
-        CatalogService { state }
+    /// A service over the daemon's state, filling related agents from `owners`.
+    pub fn new(state: Arc<DaemonState>, owners: Arc<OwnerCache>) -> Self {
+        CatalogService { state, owners }
     }
 
     fn root(&self, selector: &str) -> Result<Arc<Root>, Status> {
@@ -90,13 +91,14 @@ impl proto::catalog_server::Catalog for CatalogService {
             Some(rec) => Ok(Response::new(proto::GetFileResponse {
                 file: Some(with_owners(
                     with_deps(file_info(&rec), &root, &rec.path),
-                    &OwnerMatcher::load(&self.state),
+                    &*self.owners.get(&self.state).await,
                 )),
                 clock,
                 instance_id: self.state.store.instance_id().to_string(),
             })),
             None => Err(Status::not_found(format!(
-                "{path} is not in the catalog of {} (absent, ignored, or a folder)",
+                "{} is not in the catalog of {} (absent, ignored, or a folder)",
+                super::limits::short(&path.to_lossy()),
                 root.path.display()
             ))),
         }
@@ -135,52 +137,56 @@ impl proto::catalog_server::Catalog for CatalogService {
         let limit = if req.limit == 0 { u64::MAX } else { req.limit };
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.state.shutdown.clone();
-        let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || {
-            let owners = OwnerMatcher::load(&state);
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut sent = 0u64;
-            let send = |files: Vec<proto::FileInfo>| {
-                tx.blocking_send(Ok(proto::ListFilesResponse {
-                    files,
-                    clock,
-                    instance_id: instance_id.clone(),
-                }))
-                .is_ok()
-            };
-            for rec in root.store.files_under(prefix.as_ref()) {
-                if shutdown.is_cancelled() {
-                    let _ =
-                        tx.blocking_send(Err(Status::unavailable("the daemon is shutting down")));
-                    return;
-                }
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(store_status(e)));
+        let owners = self.owners.get(&self.state).await;
+        let stream_tx = tx.clone();
+        super::panics::spawn_blocking_stream(
+            "/workflowdb.v1.Catalog/ListFiles",
+            stream_tx,
+            move |_| {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let mut sent = 0u64;
+                let send = |files: Vec<proto::FileInfo>| {
+                    tx.blocking_send(Ok(proto::ListFilesResponse {
+                        files,
+                        clock,
+                        instance_id: instance_id.clone(),
+                    }))
+                    .is_ok()
+                };
+                for rec in root.store.files_under(prefix.as_ref()) {
+                    if shutdown.is_cancelled() {
+                        let _ = tx
+                            .blocking_send(Err(Status::unavailable("the daemon is shutting down")));
                         return;
                     }
-                };
-                if !filter.matches(&rec) {
-                    continue;
+                    let rec = match rec {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(store_status(e)));
+                            return;
+                        }
+                    };
+                    if !filter.matches(&rec) {
+                        continue;
+                    }
+                    chunk.push(with_owners(
+                        with_deps(file_info(&rec), &root, &rec.path),
+                        &owners,
+                    ));
+                    sent += 1;
+                    if chunk.len() == CHUNK
+                        && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                    {
+                        return;
+                    }
+                    if sent >= limit {
+                        break;
+                    }
                 }
-                chunk.push(with_owners(
-                    with_deps(file_info(&rec), &root, &rec.path),
-                    &owners,
-                ));
-                sent += 1;
-                if chunk.len() == CHUNK
-                    && !send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                {
-                    return;
-                }
-                if sent >= limit {
-                    break;
-                }
-            }
-            // Always send a last chunk, so an empty listing still carries the clock.
-            send(chunk);
-        });
+                // Always send a last chunk, so an empty listing still carries the clock.
+                send(chunk);
+            },
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -223,7 +229,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             Ok::<_, crate::store::StoreError>(groups)
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| super::panics::join_status("catalog", e))?
         .map_err(store_status)?;
         let limit = if req.limit == 0 {
             usize::MAX
@@ -252,7 +258,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             let root = Arc::clone(root);
             let stats = tokio::task::spawn_blocking(move || root_stats(&root))
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| super::panics::join_status("catalog", e))?
                 .map_err(store_status)?;
             out.push(stats);
         }
@@ -262,7 +268,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             .flatten();
         let snapshot = tokio::task::spawn_blocking(move || state.metrics_snapshot(only.as_ref()))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::panics::join_status("catalog", e))?
             .map_err(status_of)?;
         Ok(Response::new(proto::StatsResponse {
             metrics: Some(daemon_metrics(&snapshot, self.state.metrics_address)),
@@ -295,14 +301,32 @@ impl proto::catalog_server::Catalog for CatalogService {
         let root = self.root(&req.root)?;
         let state = Arc::clone(&self.state);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
+        let stream_tx = tx.clone();
+        super::panics::spawn_stream("/workflowdb.v1.Catalog/Rescan", stream_tx, async move {
             let scan_root = Arc::clone(&root);
             let scan_state = Arc::clone(&state);
-            let mut scan =
-                tokio::spawn(async move { scan_state.reconcile_root(&scan_root, "rescan").await });
+            // This rescan's own flag: set when its client goes away or at shutdown, so a
+            // cancelled rescan stops its reconcile (and one still waiting never starts).
+            let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let scan_cancel = Arc::clone(&cancel);
+            let mut scan = tokio::spawn(async move {
+                scan_state
+                    .reconcile_root_until(&scan_root, "rescan", scan_cancel)
+                    .await
+            });
+            let mut stopping = false;
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
+                    _ = tx.closed(), if !stopping => {
+                        tracing::info!(root = %root.path.display(), "rescan cancelled by its client");
+                        cancel.store(true, Ordering::Relaxed);
+                        stopping = true;
+                    }
+                    _ = state.shutdown.cancelled(), if !stopping => {
+                        cancel.store(true, Ordering::Relaxed);
+                        stopping = true;
+                    }
                     outcome = &mut scan => {
                         let msg = match outcome {
                             Ok(Ok(report)) => Ok(proto::RescanProgress {
@@ -313,7 +337,7 @@ impl proto::catalog_server::Catalog for CatalogService {
                                 done: true,
                             }),
                             Ok(Err(e)) => Err(status_of(e)),
-                            Err(e) => Err(Status::internal(e.to_string())),
+                            Err(e) => Err(super::panics::join_status("/workflowdb.v1.Catalog/Rescan", e)),
                         };
                         let _ = tx.send(msg).await;
                         return;
@@ -330,7 +354,6 @@ impl proto::catalog_server::Catalog for CatalogService {
                             report: None,
                             done: false,
                         };
-                        // A client that went away does not stop the rescan.
                         let _ = tx.try_send(Ok(msg));
                     }
                 }

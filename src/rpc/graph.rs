@@ -38,7 +38,7 @@ impl GraphService {
         let r = Arc::clone(&root);
         let graph = tokio::task::spawn_blocking(move || r.graph.snapshot(&r.store))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::panics::join_status("graph", e))?
             .map_err(status_of)?;
         match graph {
             Some(g) => Ok((root, g)),
@@ -193,7 +193,7 @@ impl proto::graph_server::Graph for GraphService {
                 Ok(out)
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))??
+            .map_err(|e| super::panics::join_status("graph", e))??
         } else {
             if req.paths.is_empty() {
                 return Err(Status::invalid_argument(
@@ -267,7 +267,10 @@ impl proto::graph_server::Graph for GraphService {
         let req = request.into_inner();
         for p in &req.purposes {
             if crate::catalog::Purpose::parse(p).is_none() {
-                return Err(Status::invalid_argument(format!("unknown purpose {p:?}")));
+                return Err(Status::invalid_argument(format!(
+                    "unknown purpose {}",
+                    super::limits::short(p)
+                )));
             }
         }
         let (_, g) = self.graph(&req.root, req.unsynced).await?;
@@ -353,7 +356,8 @@ impl proto::graph_server::Graph for GraphService {
             "json" => g.to_json(&filter),
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown format {other:?}: use dot, mermaid or json"
+                    "unknown format {}: use dot, mermaid or json",
+                    super::limits::short(other)
                 )))
             }
         }

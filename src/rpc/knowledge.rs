@@ -177,7 +177,8 @@ pub fn edge_proto(e: &Edge) -> proto::GraphEdge {
 fn node(s: &str) -> Result<NodeId, Status> {
     NodeId::parse(s).ok_or_else(|| {
         Status::invalid_argument(format!(
-            "{s:?} is not a node id; write KIND:NAME with KIND one of {} (e.g. file:src/main.rs, agent:codex)",
+            "{} is not a node id; write KIND:NAME with KIND one of {} (e.g. file:src/main.rs, agent:codex)",
+            super::limits::short(s),
             NodeKind::ALL.map(|k| k.as_str()).join(", ")
         ))
     })
@@ -188,7 +189,8 @@ fn kinds(list: &[String]) -> Result<Vec<EdgeKind>, Status> {
         .map(|k| {
             EdgeKind::parse(k).ok_or_else(|| {
                 Status::invalid_argument(format!(
-                    "unknown edge kind {k:?}; the kinds are {}",
+                    "unknown edge kind {}; the kinds are {}",
+                    super::limits::short(k),
                     EdgeKind::ALL.map(|k| k.as_str()).join(", ")
                 ))
             })
@@ -256,7 +258,10 @@ impl proto::knowledge_server::Knowledge for KnowledgeService {
             None
         } else {
             Some(NodeKind::parse(&req.node_kind).ok_or_else(|| {
-                Status::invalid_argument(format!("unknown node kind {:?}", req.node_kind))
+                Status::invalid_argument(format!(
+                    "unknown node kind {}",
+                    super::limits::short(&req.node_kind)
+                ))
             })?)
         };
         let depth = if req.max_depth == 0 { 2 } else { req.max_depth };
@@ -316,7 +321,8 @@ impl proto::knowledge_server::Knowledge for KnowledgeService {
             "related_files" => g.related_files(&req.name, 2),
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown relation {other:?}; use agent_workflows, workflow_agents, component_files, agent_files, file_agents, capability_agents or related_files"
+                    "unknown relation {}; use agent_workflows, workflow_agents, component_files, agent_files, file_agents, capability_agents or related_files",
+                    super::limits::short(other)
                 )))
             }
         };

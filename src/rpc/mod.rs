@@ -10,7 +10,9 @@ pub mod catalog;
 pub mod convert;
 pub mod graph;
 pub mod knowledge;
+pub mod limits;
 pub mod metered;
+pub mod panics;
 pub mod registry;
 pub mod sessions;
 pub mod structs;
@@ -141,6 +143,8 @@ pub async fn spawn_servers(
     tcp: Option<TcpListener>,
     access: Arc<crate::access::AccessPolicy>,
 ) -> Result<Servers, DaemonError> {
+    panics::install_hook();
+    let limits = limits::LimitsLayer::new();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::proto::graph_server::GraphServer<graph::GraphService>>()
@@ -165,11 +169,14 @@ pub async fn spawn_servers(
     let graph =
         crate::proto::graph_server::GraphServer::new(graph::GraphService::new(Arc::clone(&state)))
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let catalog = CatalogServer::new(catalog::CatalogService::new(Arc::clone(&state)))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
     let reg = registry::RegistryContext::start(Arc::clone(&state))?;
+    let catalog = CatalogServer::new(catalog::CatalogService::new(
+        Arc::clone(&state),
+        Arc::clone(&reg.owners),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&state)));
     health_reporter
         .set_serving::<AgentsServer<agents::AgentsService>>()
         .await;
@@ -201,11 +208,14 @@ pub async fn spawn_servers(
     {
         // Measured outermost, so refused (PERMISSION_DENIED) calls are counted too.
         let router = Server::builder()
+            .max_concurrent_streams(limits::STREAMS_PER_CONNECTION.value as u32)
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
             .layer(auth::AccessLayer::new(
                 Arc::clone(&access),
                 auth::Transport::Unix,
             ))
+            .layer(panics::CatchPanicLayer)
+            .layer(limits.clone())
             .add_service(health.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())
@@ -236,8 +246,11 @@ pub async fn spawn_servers(
         }
         // Measured outermost, so refused (UNAUTHENTICATED) calls are counted too.
         let router = Server::builder()
+            .max_concurrent_streams(limits::STREAMS_PER_CONNECTION.value as u32)
             .layer(metered::RpcMetricsLayer::new(Arc::clone(&state.metrics)))
             .layer(auth::AccessLayer::new(access, auth::Transport::Tcp))
+            .layer(panics::CatchPanicLayer)
+            .layer(limits)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -301,10 +314,18 @@ fn spawn_health_follower(state: Arc<DaemonState>, reporter: tonic_health::server
 }
 
 /// The gRPC status for a daemon error: a code a client can branch on and a message a person
-/// can act on.
+/// can act on, never longer than [`limits::MAX_STATUS_MESSAGE`].
 pub fn status_of(e: DaemonError) -> Status {
+    let status = status_of_unbounded(&e);
+    Status::new(
+        status.code(),
+        limits::bounded_message(status.message().to_string()),
+    )
+}
+
+fn status_of_unbounded(e: &DaemonError) -> Status {
     use crate::store::StoreError;
-    match &e {
+    match e {
         DaemonError::UnknownRoot(_) => Status::not_found(e.to_string()),
         DaemonError::OutsideWatchRoots(..) => Status::permission_denied(e.to_string()),
         DaemonError::AmbiguousRoot(_) | DaemonError::BadRoot(..) => {

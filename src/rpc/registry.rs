@@ -41,6 +41,8 @@ pub struct RegistryContext {
     pub run_events: broadcast::Sender<proto::RunEvent>,
     /// Woken when a run starts: the run expirer sleeps without a deadline while none is open.
     pub run_started: Arc<tokio::sync::Notify>,
+    /// The compiled owner matcher, shared with the catalog service.
+    pub owners: Arc<super::agents::OwnerCache>,
 }
 
 impl RegistryContext {
@@ -55,6 +57,7 @@ impl RegistryContext {
             agent_events,
             run_events,
             run_started: Arc::new(tokio::sync::Notify::new()),
+            owners: Arc::default(),
         };
         tokio::spawn(watch_leases(ctx.clone()));
         if let Some(after) = ctx.state.tuning.run_expiry {
@@ -77,7 +80,7 @@ impl RegistryContext {
         let state = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || f(store))
             .await
-            .map_err(|e| Status::internal(format!("registry task failed: {e}")))?
+            .map_err(|e| super::panics::join_status("registry", e))?
             .map_err(|e| {
                 if let RegistryStoreError::Store(s) = &e {
                     if state.note_store_error(s) {
@@ -131,17 +134,18 @@ pub fn now_ms() -> i64 {
 /// with its field path), unknown → NOT_FOUND, a refused change of state → FAILED_PRECONDITION,
 /// a session over the limit → RESOURCE_EXHAUSTED.
 pub fn registry_status(e: RegistryStoreError) -> Status {
+    use super::limits::bounded_message;
     match e {
         RegistryStoreError::Domain(d) => domain_status(&d),
-        RegistryStoreError::NotFound(m) => Status::not_found(m),
-        RegistryStoreError::AlreadyExists(m) => Status::already_exists(m),
+        RegistryStoreError::NotFound(m) => Status::not_found(bounded_message(m)),
+        RegistryStoreError::AlreadyExists(m) => Status::already_exists(bounded_message(m)),
         RegistryStoreError::Store(s) => status_of(DaemonError::Store(s)),
     }
 }
 
 /// The gRPC status of a domain error.
 pub fn domain_status(e: &RegistryError) -> Status {
-    let msg = e.to_string();
+    let msg = super::limits::bounded_message(e.to_string());
     match e {
         RegistryError::Invalid { .. }
         | RegistryError::NotAnObject { .. }
@@ -173,7 +177,7 @@ where
     R: Fn(u64) -> T + Send + 'static,
 {
     let (tx, out) = mpsc::channel(16);
-    tokio::spawn(async move {
+    super::panics::spawn_stream("event stream", tx.clone(), async move {
         loop {
             let item = tokio::select! {
                 _ = shutdown.cancelled() => {

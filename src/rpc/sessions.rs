@@ -118,7 +118,10 @@ fn unknown_session(id: &str, version: Option<u64>) -> RegistryStoreError {
         Some(v) => {
             format!("session {id:?} has no version {v}; `wfdb session history {id}` lists them")
         }
-        None => format!("no session {id:?}; `wfdb session list` shows the sessions"),
+        None => format!(
+            "no session {}; `wfdb session list` shows the sessions",
+            crate::quote::short(id)
+        ),
     })
 }
 

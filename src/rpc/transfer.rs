@@ -310,7 +310,8 @@ impl proto::transfer_server::Transfer for TransferService {
             }
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown report format {other:?}; use text, markdown or json"
+                    "unknown report format {}; use text, markdown or json",
+                    super::limits::short(other)
                 )))
             }
         };

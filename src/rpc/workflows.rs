@@ -136,7 +136,10 @@ fn unknown_workflow(id: &str, version: Option<u64>) -> RegistryStoreError {
         Some(v) => {
             format!("workflow {id:?} has no version {v}; `wfdb workflow versions {id}` lists them")
         }
-        None => format!("no workflow {id:?}; `wfdb workflow list` shows the workflows"),
+        None => format!(
+            "no workflow {}; `wfdb workflow list` shows the workflows",
+            crate::quote::short(id)
+        ),
     })
 }
 
@@ -372,7 +375,8 @@ impl proto::workflows_server::Workflows for WorkflowsService {
             .blocking(move |reg| {
                 reg.run(&id)?.ok_or_else(|| {
                     RegistryStoreError::NotFound(format!(
-                        "no run {id:?}; `wfdb run list` shows the runs"
+                        "no run {}; `wfdb run list` shows the runs",
+                        crate::quote::short(&id)
                     ))
                 })
             })

@@ -145,6 +145,9 @@ pub struct Store {
     path: PathBuf,
     instance_id: String,
     integrity: Arc<integrity::Integrity>,
+    /// Bumped after every write to the agents tree, so derived views (the owner matcher)
+    /// know when to rebuild without reading the agents.
+    agents_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -177,6 +180,7 @@ impl Store {
             path: dir.to_path_buf(),
             instance_id,
             integrity: Arc::new(integrity),
+            agents_generation: Default::default(),
         })
     }
 
@@ -287,6 +291,7 @@ impl Store {
                 path: copy.to_path_buf(),
                 instance_id,
                 integrity,
+                agents_generation: Default::default(),
             },
             check,
             dropped,

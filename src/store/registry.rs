@@ -220,9 +220,17 @@ pub struct RegistryStore {
     session_heads: sled::Tree,
     meta: sled::Tree,
     integrity: std::sync::Arc<super::integrity::Integrity>,
+    agents_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
+    /// How many times the agents have been written since the database was opened: equal
+    /// generations mean equal agents.
+    pub fn agents_generation(&self) -> u64 {
+        self.agents_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The workflow database's trees (cheap: sled keeps trees open).
     pub fn registry(&self) -> std::result::Result<RegistryStore, StoreError> {
         Ok(RegistryStore {
@@ -235,6 +243,7 @@ impl Store {
             session_heads: self.db.open_tree("reg/session_heads")?,
             meta: self.db.open_tree("reg/meta")?,
             integrity: std::sync::Arc::clone(&self.integrity),
+            agents_generation: std::sync::Arc::clone(&self.agents_generation),
         })
     }
 }
@@ -273,6 +282,19 @@ fn get_u64(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 }
 
 impl RegistryStore {
+    /// See [`Store::agents_generation`].
+    pub fn agents_generation(&self) -> u64 {
+        self.agents_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the agents as changed (after the write, so a reader that sees the new
+    /// generation reads the new agents).
+    fn agents_changed(&self) {
+        self.agents_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Writes everything to disk: called before acknowledging a write.
     /// Bumps the registry generation, flushes, and records the generation as durable: a
     /// database opened later with a lower generation lost acknowledged writes.
@@ -397,6 +419,7 @@ impl RegistryStore {
             t.insert(name.as_bytes(), tx_encode(&agent)?)?;
             Ok((previous, agent))
         })?;
+        self.agents_changed();
         self.flush()?;
         Ok(out)
     }
@@ -427,6 +450,7 @@ impl RegistryStore {
             .agents
             .remove(name.as_bytes())?
             .ok_or_else(|| unknown_agent(name))?;
+        self.agents_changed();
         self.flush()?;
         Ok((decode(&removed)?, users))
     }
@@ -593,7 +617,8 @@ impl RegistryStore {
         let out = (&self.runs, &self.workflows).transaction(|(runs, workflows)| {
             let Some(bytes) = runs.get(run_id.as_bytes())? else {
                 return abort(RegistryStoreError::NotFound(format!(
-                    "no run {run_id:?}; `wfdb run list` shows the runs"
+                    "no run {}; `wfdb run list` shows the runs",
+                    crate::quote::short(run_id)
                 )));
             };
             let mut run: Run = tx_decode(&bytes)?;
@@ -720,6 +745,7 @@ impl RegistryStore {
             m.apply_batch(&batch_m)?;
             Ok::<_, ConflictableTransactionError<RegistryStoreError>>(())
         })?;
+        self.agents_changed();
         self.flush()?;
         Ok(doomed)
     }
@@ -830,7 +856,10 @@ impl RegistryStore {
                 Some(v) => format!(
                     "session {id:?} has no version {v}; `wfdb session history {id}` lists them"
                 ),
-                None => format!("no session {id:?}; `wfdb session list` shows the sessions"),
+                None => format!(
+                    "no session {}; `wfdb session list` shows the sessions",
+                    crate::quote::short(id)
+                ),
             }));
         }
         self.flush()?;
@@ -873,6 +902,7 @@ impl RegistryStore {
             }
             Ok::<_, ConflictableTransactionError<RegistryStoreError>>(())
         })?;
+        self.agents_changed();
         self.flush()
     }
 }
@@ -923,7 +953,8 @@ impl EncodedImport {
 
 fn unknown_agent(name: &str) -> RegistryStoreError {
     RegistryStoreError::NotFound(format!(
-        "no agent {name:?}; `wfdb agent list` shows the registered agents"
+        "no agent {}; `wfdb agent list` shows the registered agents",
+        crate::quote::short(name)
     ))
 }
 
