@@ -167,6 +167,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             }
             // Always send a last chunk, so an empty listing still carries the clock.
             send(chunk);
+            state.memory.note();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
