@@ -9,7 +9,7 @@ pub mod rules;
 pub mod scan;
 
 pub use filter::FileFilter;
-pub use record::{FileKind, FileRecord, Fingerprint, Purpose, RecordHead};
+pub use record::{FileKind, FileRecord, Fingerprint, Purpose, RecordCounts, RecordHead};
 pub use scan::{
     hash_all, plan, walk, HashCounts, Plan, ScanError, ScanProgress, WalkEntry, WalkOptions, Walked,
 };

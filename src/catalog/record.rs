@@ -1,5 +1,7 @@
 //! The catalog's record of one file, as persisted and as served.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::paths::RelPath;
@@ -247,6 +249,69 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// How many records a root has, their total size, how many are unreadable, and how many of
+/// each file type and purpose: what `status` reports. The store keeps one current with every
+/// write, so answering does not read the records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub files: u64,
+    pub bytes: u64,
+    pub unreadable: u64,
+    /// Records per file type; a type whose count falls to 0 is removed.
+    pub by_type: HashMap<String, u64>,
+    /// Records per purpose, indexed like [`Purpose::ALL`].
+    pub by_purpose: [u64; Purpose::ALL.len()],
+}
+
+impl RecordCounts {
+    /// Counts one more record.
+    pub fn add(&mut self, size: u64, unreadable: bool, file_type: &str, purpose: Purpose) {
+        self.files += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        self.unreadable += u64::from(unreadable);
+        match self.by_type.get_mut(file_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_type.insert(file_type.to_string(), 1);
+            }
+        }
+        self.by_purpose[purpose as usize] += 1;
+    }
+
+    /// Counts one record fewer (one that [`RecordCounts::add`] counted with the same values).
+    pub fn remove(&mut self, size: u64, unreadable: bool, file_type: &str, purpose: Purpose) {
+        self.files = self.files.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
+        self.unreadable = self.unreadable.saturating_sub(u64::from(unreadable));
+        if let Some(n) = self.by_type.get_mut(file_type) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_type.remove(file_type);
+            }
+        }
+        let p = &mut self.by_purpose[purpose as usize];
+        *p = p.saturating_sub(1);
+    }
+
+    /// Counts a whole record.
+    pub fn add_record(&mut self, rec: &FileRecord) {
+        self.add(
+            rec.fingerprint.size,
+            rec.error.is_some(),
+            &rec.file_type,
+            rec.purpose,
+        );
+    }
+
+    /// The purposes with at least one record, with their counts.
+    pub fn purposes(&self) -> impl Iterator<Item = (Purpose, u64)> + '_ {
+        Purpose::ALL
+            .into_iter()
+            .zip(self.by_purpose)
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +336,19 @@ mod tests {
         for p in Purpose::ALL {
             assert_eq!(Purpose::parse(p.as_str()), Some(p));
         }
+    }
+
+    #[test]
+    fn counts_index_purposes_in_the_order_of_all_and_drop_empty_types() {
+        for (i, p) in Purpose::ALL.into_iter().enumerate() {
+            assert_eq!(p as usize, i, "{p:?}");
+        }
+        let mut c = RecordCounts::default();
+        c.add(10, false, "rust", Purpose::Test);
+        c.add(5, true, "python", Purpose::Source);
+        c.remove(10, false, "rust", Purpose::Test);
+        assert_eq!((c.files, c.bytes, c.unreadable), (1, 5, 1));
+        assert!(!c.by_type.contains_key("rust"));
+        assert_eq!(c.purposes().collect::<Vec<_>>(), [(Purpose::Source, 1)]);
     }
 }

@@ -290,21 +290,23 @@ async fn apply(
 }
 
 /// Reconciles the roots that have polled folders (no inotify watch could be had), every
-/// `period`, until shutdown.
+/// `period` while there are any, until shutdown. While every folder is watched it sleeps
+/// until one is polled, so an idle daemon is not woken.
 pub fn spawn_poller(state: Arc<DaemonState>, period: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
+        let Some(w) = state.watcher().cloned() else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
-                _ = tick.tick() => {}
+                _ = w.wait_for_polled() => {}
             }
-            let Some(w) = state.watcher() else { continue };
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
             let polled = w.polled();
-            if polled.is_empty() {
-                continue;
-            }
             for root in state.roots() {
                 if polled.iter().any(|d| d.starts_with(&root.path)) {
                     if let Err(e) = state.reconcile_root(&root, "poll").await {

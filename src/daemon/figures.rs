@@ -53,7 +53,7 @@ impl DaemonState {
 
 fn root_snapshot(root: &Root) -> Result<RootSnapshot, DaemonError> {
     let meta = root.store.meta()?;
-    let (files, bytes) = root.totals(meta.clock)?;
+    let (files, bytes) = root.totals()?;
     let last_scan_bytes_per_second = meta
         .last_scan
         .as_ref()

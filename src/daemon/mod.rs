@@ -7,6 +7,7 @@ pub mod figures;
 pub mod health;
 pub mod listen;
 pub mod recovery;
+pub mod memory;
 pub mod root;
 pub mod systemd;
 
@@ -178,6 +179,8 @@ pub struct DaemonState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where the metrics endpoint listens, when it is on.
     pub metrics_address: Option<SocketAddr>,
+    /// Trims the heap after bursts of work (see [`memory`]).
+    pub memory: Arc<memory::Releaser>,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -217,6 +220,7 @@ impl DaemonState {
             health: health::StoreHealth::default(),
             restart: std::sync::Mutex::new(None),
             catalog_dirty: tokio::sync::Notify::new(),
+            memory: Arc::default(),
         }
     }
 
@@ -279,6 +283,8 @@ impl DaemonState {
 
     /// Tells subscribers about an applied batch.
     pub fn publish(&self, batch: crate::catalog::ChangeBatch) {
+        // Every batch and reconcile ends here: a trim follows once they go quiet.
+        self.memory.note();
         let _ = self.changes.send(Arc::new(batch));
     }
 
@@ -334,11 +340,18 @@ impl DaemonState {
         let root = Arc::clone(root);
         let ready = self.ready.clone();
         let resolve = self.tuning.resolve.clone();
+        let memory = Arc::clone(&self.memory);
         tokio::spawn(async move {
             ready.cancelled().await;
             let _ = tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
-                match root.graph.rebuild(&root.path, &root.store, &resolve) {
+                // Count the records now, in the background, so the first `status` needs not.
+                if let Err(e) = root.store.counts() {
+                    tracing::warn!(root = %root.path.display(), error = %e, "cannot count the records");
+                }
+                let outcome = root.graph.rebuild(&root.path, &root.store, &resolve);
+                memory.note();
+                match outcome {
                     Ok(()) => tracing::info!(
                         root = %root.path.display(),
                         ms = t.elapsed().as_millis() as u64,
@@ -770,6 +783,9 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     tracing::info!(socket = %opts.socket.display(), roots = state.roots().len(), files, "ready");
     systemd::ready(&status);
     state.ready.cancel();
+    // The cold index's buffers and the hashing threads' arenas go back to the OS.
+    state.memory.spawn(state.shutdown.clone());
+    state.memory.note();
     systemd::spawn_watchdog(state.shutdown.clone());
     if let Some(retention) = state.tuning.tombstone_retention {
         spawn_tombstone_pruner(Arc::clone(&state), retention);

@@ -32,9 +32,6 @@ pub struct Root {
     pub graph: super::depgraph::RootGraph,
     /// What happened to this root: events, batches, lag, reconciles, hashing.
     pub metrics: RootMetrics,
-    /// Record count and total size at a clock (clock, files, bytes), so a scrape of an
-    /// unchanged root does not read every record again.
-    totals: Mutex<Option<(u64, u64, u64)>>,
 }
 
 impl Root {
@@ -51,30 +48,14 @@ impl Root {
             caught_up: tokio::sync::Notify::new(),
             graph: super::depgraph::RootGraph::default(),
             metrics: RootMetrics::default(),
-            totals: Mutex::new(None),
         }
     }
 
-    /// How many records the root has and their total size, at `clock` (the root's clock
-    /// read just before). Counted again only when the clock has moved; a reconcile writes
-    /// records before it ticks the clock, so nothing is remembered while one runs.
-    pub fn totals(&self, clock: u64) -> Result<(u64, u64), crate::store::StoreError> {
-        if let Some((at, files, bytes)) = *self.totals.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at == clock && !self.is_scanning() {
-                return Ok((files, bytes));
-            }
-        }
-        let (files, bytes) = self.store.totals()?;
-        self.note_totals(clock, files, bytes);
-        Ok((files, bytes))
-    }
-
-    /// Remembers counts taken at `clock` by any full pass over the records (the Stats
-    /// listing counts them too), so [`Root::totals`] need not read them again.
-    pub fn note_totals(&self, clock: u64, files: u64, bytes: u64) {
-        if !self.is_scanning() {
-            *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = Some((clock, files, bytes));
-        }
+    /// How many records the root has and their total size: the store's counts, kept
+    /// current by every write (counted from the records only the first time).
+    pub fn totals(&self) -> Result<(u64, u64), crate::store::StoreError> {
+        let counts = self.store.counts()?;
+        Ok((counts.files, counts.bytes))
     }
 
     /// Counters of the scan in progress (or of the last one).

@@ -138,6 +138,7 @@ impl proto::catalog_server::Catalog for CatalogService {
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.state.shutdown.clone();
         let owners = self.owners.get(&self.state).await;
+        let memory = std::sync::Arc::clone(&self.state.memory);
         let stream_tx = tx.clone();
         super::panics::spawn_blocking_stream(
             "/workflowdb.v1.Catalog/ListFiles",
@@ -185,6 +186,7 @@ impl proto::catalog_server::Catalog for CatalogService {
                 }
                 // Always send a last chunk, so an empty listing still carries the clock.
                 send(chunk);
+                memory.note();
             },
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -615,35 +617,22 @@ fn count_entries(map: BTreeMap<String, u64>) -> Vec<proto::CountEntry> {
 /// Counts of one root's records.
 pub fn root_stats(root: &Root) -> Result<proto::RootStats, crate::store::StoreError> {
     let meta = root.store.meta()?;
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    let mut unreadable = 0u64;
-    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_purpose: BTreeMap<String, u64> = BTreeMap::new();
-    for rec in root.store.files_under(None) {
-        let rec = rec?;
-        files += 1;
-        bytes += rec.fingerprint.size;
-        if rec.error.is_some() {
-            unreadable += 1;
-        }
-        *by_type.entry(rec.file_type.clone()).or_default() += 1;
-        *by_purpose
-            .entry(rec.purpose.as_str().to_string())
-            .or_default() += 1;
-    }
-    // The metrics snapshot in the same Stats answer then reuses these counts.
-    root.note_totals(meta.clock, files, bytes);
+    let counts = root.store.counts()?;
+    let by_type: BTreeMap<String, u64> = counts.by_type.clone().into_iter().collect();
+    let by_purpose: BTreeMap<String, u64> = counts
+        .purposes()
+        .map(|(p, n)| (p.as_str().to_string(), n))
+        .collect();
     Ok(proto::RootStats {
         root: root.path.display().to_string(),
         root_id: root.id.clone(),
-        files,
-        bytes,
+        files: counts.files,
+        bytes: counts.bytes,
         by_type: count_entries(by_type),
         by_purpose: count_entries(by_purpose),
         last_scan: meta.last_scan.as_ref().map(scan_report),
         clock: meta.clock,
-        unreadable,
+        unreadable: counts.unreadable,
     })
 }
 

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
@@ -16,14 +16,16 @@ use tonic::Status;
 use super::status_of;
 use crate::daemon::{DaemonError, DaemonState};
 use crate::proto;
+use crate::registry::agent::Lease;
 use crate::registry::RegistryError;
 use crate::store::registry::{RegistryStore, RegistryStoreError};
 
 /// Events kept per subscriber before it counts as lagging (it then gets a RESYNC marker).
 const EVENT_BUFFER: usize = 256;
 
-/// How often the lease watcher looks for expired leases.
-const LEASE_CHECK: Duration = Duration::from_millis(100);
+/// How long after a lease's last live instant the watcher looks at it (so an expiry is
+/// announced within this much of happening, and a wake finds the lease expired).
+const LEASE_SLACK: Duration = Duration::from_millis(1);
 
 /// A boxed server stream.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -43,6 +45,9 @@ pub struct RegistryContext {
     pub run_started: Arc<tokio::sync::Notify>,
     /// The compiled owner matcher, shared with the catalog service.
     pub owners: Arc<super::agents::OwnerCache>,
+    /// Woken when an agent (and so perhaps a lease) changed: the lease watcher sleeps until
+    /// the next lease can expire or this, never on a fixed period.
+    pub agents_changed: Arc<Notify>,
 }
 
 impl RegistryContext {
@@ -58,6 +63,7 @@ impl RegistryContext {
             run_events,
             run_started: Arc::new(tokio::sync::Notify::new()),
             owners: Arc::default(),
+            agents_changed: Arc::new(Notify::new()),
         };
         tokio::spawn(watch_leases(ctx.clone()));
         if let Some(after) = ctx.state.tuning.run_expiry {
@@ -103,6 +109,7 @@ impl RegistryContext {
         name: &str,
         agent: Option<proto::Agent>,
     ) {
+        self.agents_changed.notify_one();
         // No subscriber is not an error.
         let _ = self.agent_events.send(proto::AgentEvent {
             kind: kind as i32,
@@ -253,39 +260,110 @@ async fn expire_open_runs(ctx: RegistryContext, after: Duration) {
     }
 }
 
-/// Announces agents whose lease ran out (once per expiry), until shutdown.
+/// Announces agents whose lease ran out (once per expiry), until shutdown. Sleeps until the
+/// earliest live lease can expire or an agent changes; with no live lease it only waits.
 async fn watch_leases(ctx: RegistryContext) {
     // (agent, last heartbeat) pairs already announced as expired.
     let mut announced: HashSet<(String, i64)> = HashSet::new();
     let mut first = true;
-    let mut tick = tokio::time::interval(LEASE_CHECK);
     loop {
+        // Registered before the read, so a change made while reading still wakes us.
+        let changed = ctx.agents_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let now = now_ms();
+        let next = if !ctx.state.health.is_healthy() {
+            // Unflushed values must not be announced: look again once the store recovers
+            // (it restarts the daemon when it cannot).
+            Some(Duration::from_secs(2))
+        } else {
+            match ctx.store.agents() {
+            Ok(agents) => {
+                let mut still = HashSet::new();
+                for a in &agents {
+                    let Some(lease) = a.lease else { continue };
+                    if lease.is_live(now) {
+                        continue;
+                    }
+                    let key = (a.name.clone(), lease.last_heartbeat_ms);
+                    if !announced.contains(&key) && !first {
+                        let pb = super::agents::agent_proto(a, now);
+                        ctx.agent_event(proto::agent_event::Kind::Expired, &a.name, Some(pb));
+                    }
+                    still.insert(key);
+                }
+                announced = still;
+                first = false;
+                next_lease_check(agents.iter().filter_map(|a| a.lease), now)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read agents to check leases");
+                None
+            }
+            }
+        };
+        let sleep = async {
+            match next {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = ctx.state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = changed => {}
+            _ = sleep => {}
         }
-        if !ctx.state.health.is_healthy() {
-            // Unflushed values must not be announced.
-            continue;
+    }
+}
+
+/// How long from `now_ms` until the earliest of the live `leases` has expired (`None`: no
+/// live lease, nothing to wait for).
+fn next_lease_check(leases: impl Iterator<Item = Lease>, now_ms: i64) -> Option<Duration> {
+    leases
+        .filter(|l| l.is_live(now_ms))
+        .map(|l| l.expires_at_ms())
+        .min()
+        .map(|at| {
+            let ms = u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0);
+            Duration::from_millis(ms) + LEASE_SLACK
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(last_heartbeat_ms: i64, ttl_ms: u64) -> Lease {
+        Lease {
+            ttl_ms,
+            last_heartbeat_ms,
         }
-        let Ok(agents) = ctx.store.agents() else {
-            continue;
-        };
-        let now = now_ms();
-        let mut still = HashSet::new();
-        for a in agents {
-            let Some(lease) = a.lease else { continue };
-            if lease.is_live(now) {
-                continue;
-            }
-            let key = (a.name.clone(), lease.last_heartbeat_ms);
-            if !announced.contains(&key) && !first {
-                let pb = super::agents::agent_proto(&a, now);
-                ctx.agent_event(proto::agent_event::Kind::Expired, &a.name, Some(pb));
-            }
-            still.insert(key);
-        }
-        announced = still;
-        first = false;
+    }
+
+    #[test]
+    fn no_live_lease_means_no_wake_up() {
+        assert_eq!(next_lease_check(std::iter::empty(), 1_000), None);
+        // Expired leases were announced already: nothing left to wait for.
+        assert_eq!(next_lease_check([lease(0, 10)].into_iter(), 1_000), None);
+    }
+
+    #[test]
+    fn wakes_just_after_the_earliest_live_lease_expires() {
+        let leases = [lease(900, 500), lease(950, 100), lease(0, 10)];
+        // The second expires at 1,050 (live through it): wake 1 ms after.
+        assert_eq!(
+            next_lease_check(leases.into_iter(), 1_000),
+            Some(Duration::from_millis(50) + LEASE_SLACK)
+        );
+        let woke = 1_000 + 50 + LEASE_SLACK.as_millis() as i64;
+        assert!(!lease(950, 100).is_live(woke));
+    }
+
+    #[test]
+    fn a_lease_live_to_this_very_millisecond_is_checked_right_after() {
+        assert_eq!(
+            next_lease_check([lease(990, 10)].into_iter(), 1_000),
+            Some(LEASE_SLACK)
+        );
     }
 }

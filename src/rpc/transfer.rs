@@ -82,6 +82,8 @@ impl TransferService {
                 Ok(Ok(resp))
             })
             .await?;
+        // Imported agents may hold leases the lease watcher must now wait for.
+        self.ctx.agents_changed.notify_one();
         match outcome {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => Err(Status::invalid_argument(e.to_string())),

@@ -16,7 +16,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{ChangeSet, FileRecord, RecordHead, ScanReport};
+use std::sync::Mutex;
+
+use crate::catalog::{
+    ChangeSet, FileKind, FileRecord, Fingerprint, Purpose, RecordCounts, RecordHead, ScanReport,
+};
 use crate::paths::RelPath;
 use codec::{decode, decode_prefix, encode, CodecError};
 pub use durable::Finding;
@@ -371,6 +375,7 @@ impl Store {
             heads_snapshot: self.path.join(format!("wfdb-heads-{id}.bin")),
             db: self.db.clone(),
             integrity: Arc::clone(&self.integrity),
+            counts: Arc::default(),
         })
     }
 
@@ -640,6 +645,47 @@ pub struct RootStore {
     heads_snapshot: PathBuf,
     db: sled::Db,
     integrity: Arc<integrity::Integrity>,
+    /// The records' counts once something asked for them (`None` before: the cold index
+    /// pays nothing), kept current by every write under this lock, which is held from the
+    /// read of the replaced records to the batch's application so a first count cannot
+    /// interleave with a write.
+    counts: Arc<Mutex<Option<RecordCounts>>>,
+}
+
+/// The leading fields of a stored [`FileRecord`] that its counts depend on.
+#[derive(Deserialize)]
+struct CountedHead {
+    _kind: FileKind,
+    fingerprint: Fingerprint,
+    _sha256: Option<[u8; 32]>,
+    error: Option<String>,
+    _path: RelPath,
+    file_type: String,
+    purpose: Purpose,
+}
+
+impl CountedHead {
+    fn decode(value: &[u8]) -> Result<CountedHead> {
+        Ok(decode_prefix(value)?)
+    }
+
+    fn add_to(&self, counts: &mut RecordCounts) {
+        counts.add(
+            self.fingerprint.size,
+            self.error.is_some(),
+            &self.file_type,
+            self.purpose,
+        );
+    }
+
+    fn remove_from(&self, counts: &mut RecordCounts) {
+        counts.remove(
+            self.fingerprint.size,
+            self.error.is_some(),
+            &self.file_type,
+            self.purpose,
+        );
+    }
 }
 
 /// The record heads of a root at a clock, as written at a clean shutdown.
@@ -699,6 +745,54 @@ impl RootStore {
             bytes += head.fingerprint.size;
         }
         Ok((files, bytes))
+    }
+
+    /// The records' counts: counted once from every record head, then kept current by each
+    /// write.
+    pub fn counts(&self) -> Result<RecordCounts> {
+        let mut kept = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &*kept {
+            return Ok(c.clone());
+        }
+        let mut counts = RecordCounts::default();
+        for item in self.tree.scan_prefix(FILE_PREFIX) {
+            let (_, value) = item?;
+            CountedHead::decode(&value)?.add_to(&mut counts);
+        }
+        *kept = Some(counts.clone());
+        Ok(counts)
+    }
+
+    /// Applies `batch`, which replaces or removes the stored records of `replaced` and
+    /// writes `written`, keeping the counts current when they are kept. A failure forgets
+    /// the counts (they are counted again when next asked for) rather than keep wrong ones.
+    fn apply_counted<'a>(
+        &self,
+        batch: sled::Batch,
+        replaced: impl Iterator<Item = &'a RelPath>,
+        written: &[FileRecord],
+    ) -> Result<()> {
+        let mut kept = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(counts) = kept.as_mut() else {
+            drop(kept);
+            self.tree.apply_batch(batch)?;
+            return Ok(());
+        };
+        let mut next = counts.clone();
+        let outcome = (|| {
+            for path in replaced {
+                if let Some(v) = self.tree.get(file_key(path))? {
+                    CountedHead::decode(&v)?.remove_from(&mut next);
+                }
+            }
+            for rec in written {
+                next.add_record(rec);
+            }
+            self.tree.apply_batch(batch)?;
+            Ok(())
+        })();
+        *kept = outcome.as_ref().ok().map(|()| next);
+        outcome
     }
 
     /// Every record, keyed by path.
@@ -788,8 +882,7 @@ impl RootStore {
             batch.insert(file_key(&rec.path), encode(rec)?);
             batch.remove(tombstone_key(&rec.path));
         }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.apply_counted(batch, records.iter().map(|r| &r.path), records)
     }
 
     /// Ends a reconcile in one atomic batch: removals (with tombstones), component updates of
@@ -833,8 +926,8 @@ impl RootStore {
             meta.last_scan = report;
         }
         batch.insert(ROOT_META_KEY, encode(&meta)?);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        // A new component changes no count; removals do.
+        self.apply_counted(batch, removed.iter(), &[])
     }
 
     /// What changed after `clock`: the records written since (added or modified), and the
@@ -1071,7 +1164,8 @@ impl RootStore {
             meta.last_scan = report;
         }
         batch.insert(ROOT_META_KEY, encode(&meta)?);
-        self.tree.apply_batch(batch)?;
+        let replaced = changes.upserts.iter().map(|r| &r.path);
+        self.apply_counted(batch, replaced.chain(&changes.removed), &changes.upserts)?;
         Ok(meta.clock)
     }
 
@@ -1533,5 +1627,84 @@ mod tests {
                 other => return other,
             }
         }
+    }
+
+    #[test]
+    fn kept_counts_equal_a_full_count_after_random_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let root = store.root("r1").unwrap();
+        // Counted (empty) before any write, so every write below keeps them current.
+        assert_eq!(root.counts().unwrap(), RecordCounts::default());
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let types = ["python", "rust", "text", "json"];
+        let mut clock = 0;
+        for round in 0..60 {
+            let made = |next: &mut dyn FnMut(u64) -> u64| {
+                let mut r = rec(&format!("d{}/f{}", next(4), next(40)));
+                r.fingerprint.size = next(1000);
+                r.file_type = types[next(4) as usize].into();
+                r.purpose = Purpose::ALL[next(Purpose::ALL.len() as u64) as usize];
+                r.error = (next(5) == 0).then(|| "unreadable".to_string());
+                r
+            };
+            clock += 1;
+            match round % 3 {
+                0 => {
+                    // A reconcile's stream (replacing whatever is there), then its commit.
+                    let mut recs: HashMap<RelPath, FileRecord> = HashMap::new();
+                    for _ in 0..next(30) {
+                        let r = made(&mut next);
+                        recs.insert(r.path.clone(), r);
+                    }
+                    let mut recs: Vec<FileRecord> = recs.into_values().collect();
+                    root.put_records(&mut recs, clock).unwrap();
+                    let removed: Vec<RelPath> = (0..next(5))
+                        .map(|_| p(&format!("d{}/f{}", next(4), next(40))))
+                        .filter(|p| !recs.iter().any(|r| &r.path == p))
+                        .collect();
+                    root.commit(clock, &removed, &[], None).unwrap();
+                }
+                _ => {
+                    // An event batch: upserts and removals of distinct paths.
+                    let mut changes = ChangeSet::default();
+                    let mut seen = std::collections::HashSet::new();
+                    for _ in 0..next(20) {
+                        let r = made(&mut next);
+                        if seen.insert(r.path.clone()) {
+                            changes.upserts.push(r);
+                        }
+                    }
+                    for _ in 0..next(8) {
+                        let path = p(&format!("d{}/f{}", next(4), next(40)));
+                        if seen.insert(path.clone()) {
+                            changes.removed.push(path);
+                        }
+                    }
+                    root.apply(changes, None).unwrap();
+                }
+            }
+            // A second handle on the same tree counts every record from scratch.
+            let fresh = store.root("r1").unwrap().counts().unwrap();
+            assert_eq!(root.counts().unwrap(), fresh, "after round {round}");
+        }
+        let kept = root.counts().unwrap();
+        assert!(kept.files > 20 && kept.unreadable > 0 && kept.by_type.len() > 1);
+        assert_eq!(kept.files, root.totals().unwrap().0);
+        assert_eq!(
+            kept.by_purpose.iter().sum::<u64>(),
+            kept.files,
+            "every record has one purpose"
+        );
+    }
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s.as_bytes()).unwrap()
     }
 }

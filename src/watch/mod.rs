@@ -34,6 +34,9 @@ pub struct FsWatcher {
     /// A cap below the kernel's limit (0: none), e.g. to leave watches for other programs.
     max_watches: usize,
     warned: std::sync::atomic::AtomicBool,
+    /// Woken when a folder starts being polled: the poller sleeps on it, not on a timer,
+    /// while every folder is watched.
+    polling_started: tokio::sync::Notify,
 }
 
 impl FsWatcher {
@@ -76,6 +79,7 @@ impl FsWatcher {
             polled: Mutex::new(HashSet::new()),
             max_watches,
             warned: std::sync::atomic::AtomicBool::new(false),
+            polling_started: tokio::sync::Notify::new(),
         })
     }
 
@@ -123,6 +127,26 @@ impl FsWatcher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(dir.to_path_buf());
+        self.polling_started.notify_one();
+    }
+
+    /// Returns once at least one folder is polled (at once if one is already).
+    pub async fn wait_for_polled(&self) {
+        loop {
+            // Registered before the check, so a folder added in between still wakes us.
+            let started = self.polling_started.notified();
+            tokio::pin!(started);
+            started.as_mut().enable();
+            if !self
+                .polled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            started.await;
+        }
     }
 
     /// Forgets folders under `prefix` (a root that is no longer watched). The kernel drops
@@ -178,5 +202,41 @@ impl FsWatcher {
             self.watched.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
             self.polled.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_poller_waits_without_a_timer_until_a_folder_is_polled() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = std::sync::Arc::new(FsWatcher::start(tx, 1).expect("inotify"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).expect("mkdir");
+        std::fs::create_dir(&b).expect("mkdir");
+        assert!(w.watch_dir(&a));
+        let waiting = tokio::spawn({
+            let w = std::sync::Arc::clone(&w);
+            async move { w.wait_for_polled().await }
+        });
+        // Nothing is polled: the wait does not end.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the wait ended with nothing polled");
+        // Past the cap of one watch, the next folder is polled, which ends the wait.
+        assert!(!w.watch_dir(&b));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ended")
+            .expect("the task ran");
+        // Once a folder is polled, waiting again returns at once.
+        tokio::time::timeout(Duration::from_secs(5), w.wait_for_polled())
+            .await
+            .expect("already polled");
+        w.forget(&b);
+        assert!(w.polled().is_empty());
     }
 }
