@@ -6,8 +6,8 @@ pub mod events;
 pub mod figures;
 pub mod health;
 pub mod listen;
-pub mod recovery;
 pub mod memory;
+pub mod recovery;
 pub mod root;
 pub mod systemd;
 

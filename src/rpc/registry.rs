@@ -278,28 +278,28 @@ async fn watch_leases(ctx: RegistryContext) {
             Some(Duration::from_secs(2))
         } else {
             match ctx.store.agents() {
-            Ok(agents) => {
-                let mut still = HashSet::new();
-                for a in &agents {
-                    let Some(lease) = a.lease else { continue };
-                    if lease.is_live(now) {
-                        continue;
+                Ok(agents) => {
+                    let mut still = HashSet::new();
+                    for a in &agents {
+                        let Some(lease) = a.lease else { continue };
+                        if lease.is_live(now) {
+                            continue;
+                        }
+                        let key = (a.name.clone(), lease.last_heartbeat_ms);
+                        if !announced.contains(&key) && !first {
+                            let pb = super::agents::agent_proto(a, now);
+                            ctx.agent_event(proto::agent_event::Kind::Expired, &a.name, Some(pb));
+                        }
+                        still.insert(key);
                     }
-                    let key = (a.name.clone(), lease.last_heartbeat_ms);
-                    if !announced.contains(&key) && !first {
-                        let pb = super::agents::agent_proto(a, now);
-                        ctx.agent_event(proto::agent_event::Kind::Expired, &a.name, Some(pb));
-                    }
-                    still.insert(key);
+                    announced = still;
+                    first = false;
+                    next_lease_check(agents.iter().filter_map(|a| a.lease), now)
                 }
-                announced = still;
-                first = false;
-                next_lease_check(agents.iter().filter_map(|a| a.lease), now)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read agents to check leases");
-                None
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read agents to check leases");
+                    None
+                }
             }
         };
         let sleep = async {
