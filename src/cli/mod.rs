@@ -401,7 +401,7 @@ async fn serve(
         local_users: settings.local_users,
         watch_roots: settings.watch_roots,
     };
-    workflowdb::daemon::serve(opts).await?;
+    workflowdb::daemon::serve(opts, Box::new(workflowdb::rpc::GrpcFrontend)).await?;
     Ok(())
 }
 

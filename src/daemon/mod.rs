@@ -76,6 +76,26 @@ pub enum DaemonError {
     GraphFailed(PathBuf, String),
 }
 
+/// A future the daemon awaits, boxed so the edges it is handed need not be named here.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The edge that serves the daemon's state to clients (the gRPC services), handed to
+/// [`serve`] by the binary: the daemon starts it once ready and never names it, so `rpc`
+/// depends on `daemon` and not the other way round.
+pub trait Frontend: Send {
+    /// The request path of every method it serves (the per-method metrics are made up front).
+    fn methods(&self) -> Vec<String>;
+    /// Starts serving `state` on the bound sockets; the future it gives back ends once every
+    /// server has stopped (after the shutdown token is cancelled).
+    fn start(
+        self: Box<Self>,
+        state: Arc<DaemonState>,
+        uds: tokio::net::UnixListener,
+        tcp: Option<tokio::net::TcpListener>,
+        access: Arc<crate::access::AccessPolicy>,
+    ) -> BoxFuture<Result<BoxFuture<()>, DaemonError>>;
+}
+
 /// What `wfdb serve` was asked to do.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -181,6 +201,8 @@ pub struct DaemonState {
     pub metrics_address: Option<SocketAddr>,
     /// Trims the heap after bursts of work (see [`memory`]).
     pub memory: Arc<memory::Releaser>,
+    /// Woken when the damage reports were acknowledged (the Integrity health follows it).
+    pub damage_acknowledged: tokio::sync::Notify,
 }
 
 /// The id of a root: the first 16 hex characters of the SHA-256 of its canonical path.
@@ -198,6 +220,7 @@ impl DaemonState {
         cookies: events::CookieSync,
         watcher: Option<Arc<crate::watch::FsWatcher>>,
         sync_timeout: Duration,
+        served_methods: Vec<String>,
     ) -> DaemonState {
         DaemonState {
             cookies,
@@ -215,12 +238,13 @@ impl DaemonState {
             cancel_scans: Arc::new(AtomicBool::new(false)),
             roots_change: tokio::sync::Mutex::new(()),
             adding: std::sync::Mutex::new(None),
-            metrics: Arc::new(crate::metrics::Metrics::new(crate::rpc::served_methods())),
+            metrics: Arc::new(crate::metrics::Metrics::new(served_methods)),
             metrics_address: None,
             health: health::StoreHealth::default(),
             restart: std::sync::Mutex::new(None),
             catalog_dirty: tokio::sync::Notify::new(),
             memory: Arc::default(),
+            damage_acknowledged: tokio::sync::Notify::new(),
         }
     }
 
@@ -622,7 +646,7 @@ fn cookie_dir_for(db: &Path) -> PathBuf {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
+pub async fn serve(mut opts: ServeOptions, frontend: Box<dyn Frontend>) -> Result<(), DaemonError> {
     // Cookie paths are compared with the absolute paths the watcher reports: a relative
     // database folder would make every synced query wait for a cookie it cannot recognise.
     for p in [&mut opts.db, &mut opts.socket] {
@@ -684,7 +708,14 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     crate::catalog::rules::IgnoreRules::new(Path::new("/"), &walk.ignore_globs, &[])?;
     watcher.watch_dir(cookies.dir());
     let metrics_listener = bind_tcp(opts.metrics, DaemonError::Metrics).await?;
-    let mut state = DaemonState::new(store, walk, cookies, Some(watcher), opts.sync_timeout);
+    let mut state = DaemonState::new(
+        store,
+        walk,
+        cookies,
+        Some(watcher),
+        opts.sync_timeout,
+        frontend.methods(),
+    );
     state.watch_roots = watch_roots;
     state.tuning = Tuning {
         settle: opts.settle,
@@ -768,7 +799,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     };
     let (uds, _bound_socket) = listen::bind_unix(&opts.socket, socket_mode)?;
     let tcp = bind_tcp(opts.listen, DaemonError::Listen).await?;
-    let servers = crate::rpc::spawn_servers(Arc::clone(&state), uds, tcp, access).await?;
+    let servers = frontend.start(Arc::clone(&state), uds, tcp, access).await?;
     let files: u64 = state
         .roots()
         .iter()
@@ -794,7 +825,7 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), DaemonError> {
     state.shutdown.cancelled().await;
     systemd::stopping();
     tracing::info!("shutting down");
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, servers.join())
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, servers)
         .await
         .is_err()
     {

@@ -127,6 +127,7 @@ impl proto::admin_server::Admin for AdminService {
         if n > 0 {
             tracing::warn!(reports = n, "damage reports acknowledged");
         }
+        self.state.damage_acknowledged.notify_one();
         Ok(Response::new(proto::AcknowledgeDamageResponse {
             acknowledged: u32::try_from(n).unwrap_or(u32::MAX),
         }))

@@ -81,6 +81,29 @@ pub fn served_methods() -> Vec<String> {
     out
 }
 
+/// The gRPC services as the daemon's [`crate::daemon::Frontend`].
+pub struct GrpcFrontend;
+
+impl crate::daemon::Frontend for GrpcFrontend {
+    fn methods(&self) -> Vec<String> {
+        served_methods()
+    }
+
+    fn start(
+        self: Box<Self>,
+        state: Arc<DaemonState>,
+        uds: UnixListener,
+        tcp: Option<TcpListener>,
+        access: Arc<crate::access::AccessPolicy>,
+    ) -> crate::daemon::BoxFuture<Result<crate::daemon::BoxFuture<()>, DaemonError>> {
+        Box::pin(async move {
+            let servers = spawn_servers(state, uds, tcp, access).await?;
+            let joined: crate::daemon::BoxFuture<()> = Box::pin(servers.join());
+            Ok(joined)
+        })
+    }
+}
+
 /// The running servers.
 pub struct Servers {
     handles: Vec<JoinHandle<()>>,
@@ -99,8 +122,8 @@ impl Servers {
 /// acknowledged (the overall "" status is not changed by it: the daemon does serve).
 pub const INTEGRITY_SERVICE: &str = "workflowdb.v1.Integrity";
 
-/// Keeps the Integrity health status in step with the store's damage reports (they are
-/// cleared by an acknowledgement, so this looks again every half second).
+/// Keeps the Integrity health status in step with the store's damage reports (found at open,
+/// cleared only by an acknowledgement, which wakes this: it never wakes on a timer).
 async fn spawn_integrity_health(
     state: Arc<DaemonState>,
     reporter: tonic_health::server::HealthReporter,
@@ -128,7 +151,7 @@ async fn spawn_integrity_health(
             }
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = state.damage_acknowledged.notified() => {}
             }
         }
     });
