@@ -705,3 +705,45 @@ async fn a_ts_file_appearing_beside_a_js_file_takes_over_typescript_importers() 
     );
     assert!(d.stop().success());
 }
+
+/// Change listings carry each file's dependencies once the graph is built: `Changes` from a
+/// clock and a `Subscribe` batch of a live edit (the graph is updated before the batch is
+/// published), never an empty list passed off as the truth.
+#[tokio::test]
+async fn change_listings_carry_dependencies() {
+    let dirs = Dirs::new();
+    let root = dirs.tmp.path().join("repo");
+    fixture(&root);
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    wait_graph_ready(&d).await;
+    let all = d.changes(0, "").await;
+    let main = all
+        .changed
+        .iter()
+        .find(|f| f.path == "web/src/index.ts")
+        .expect("index.ts is listed");
+    assert_eq!(main.dependencies, vec!["web/src/lib.ts"]);
+    assert_eq!(main.externals, vec!["react"]);
+    assert!(!main.dependencies_pending);
+
+    let mut sub = d.subscribe("web/**").await;
+    std::fs::write(
+        root.join("web/src/index.ts"),
+        "import { f } from './lib';\nimport './util';\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "the edit was not announced");
+        let Ok(Ok(Some(batch))) = tokio::time::timeout(TIMEOUT, sub.message()).await else {
+            panic!("the subscription ended");
+        };
+        if let Some(f) = batch.modified.iter().find(|f| f.path == "web/src/index.ts") {
+            assert_eq!(f.dependencies, vec!["web/src/lib.ts", "web/src/util.ts"]);
+            assert!(f.externals.is_empty(), "{:?}", f.externals);
+            assert!(!f.dependencies_pending);
+            break;
+        }
+    }
+    d.stop();
+}

@@ -476,6 +476,8 @@ impl proto::agents_server::Agents for AgentsService {
             .blocking(move |reg| reg.remove_agent(&name, req.force))
             .await?;
         self.ctx.owners.forget();
+        // The dropped matcher may have been large (owned-path globs): give its pages back.
+        self.ctx.state.memory.note();
         self.ctx.agent_event(EventKind::Removed, &agent.name, None);
         Ok(Response::new(proto::RemoveAgentResponse {
             agent: Some(agent_proto(&agent, now_ms())),

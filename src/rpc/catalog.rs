@@ -524,7 +524,7 @@ impl proto::catalog_server::Catalog for CatalogService {
                             continue;
                         }
                         last = batch.clock;
-                        let mut out = live_batch(&batch, &filter);
+                        let mut out = live_batch(&batch, &filter, &root);
                         if out.added.is_empty()
                             && out.modified.is_empty()
                             && out.removed.is_empty()
@@ -560,7 +560,13 @@ impl proto::catalog_server::Catalog for CatalogService {
 
 /// An applied batch as a subscriber with `filter` sees it. A rename whose both ends pass the
 /// filter is told as a rename; with one end outside, as the addition or removal it looks like.
-fn live_batch(batch: &crate::catalog::ChangeBatch, filter: &FileFilter) -> proto::ChangeBatch {
+/// Files carry their dependencies from the root's live graph (updated before the batch was
+/// published), or `dependencies_pending` while it is not current.
+fn live_batch(
+    batch: &crate::catalog::ChangeBatch,
+    filter: &FileFilter,
+    root: &Root,
+) -> proto::ChangeBatch {
     use std::collections::{HashMap, HashSet};
     let mut renamed = Vec::new();
     let mut moved_from: HashSet<&RelPath> = HashSet::new();
@@ -578,7 +584,7 @@ fn live_batch(batch: &crate::catalog::ChangeBatch, filter: &FileFilter) -> proto
         if filter.matches_path(from) && filter.matches(rec) {
             renamed.push(proto::Rename {
                 from: from.to_lossy(),
-                to: Some(file_info(rec)),
+                to: Some(with_deps(file_info(rec), root, &rec.path)),
             });
             moved_from.insert(from);
             moved_to.insert(to);
@@ -587,7 +593,7 @@ fn live_batch(batch: &crate::catalog::ChangeBatch, filter: &FileFilter) -> proto
     let pick = |recs: &[crate::catalog::FileRecord]| {
         recs.iter()
             .filter(|r| !moved_to.contains(&r.path) && filter.matches(r))
-            .map(file_info)
+            .map(|r| with_deps(file_info(r), root, &r.path))
             .collect::<Vec<_>>()
     };
     proto::ChangeBatch {
@@ -750,7 +756,10 @@ impl ChangesWalk {
                     if filter.is_some_and(|f| !f.matches(&rec)) {
                         return true;
                     }
-                    let info = file_info(&rec);
+                    // Dependencies as the live graph has them now (or marked pending): a
+                    // "what changed" answer does not wait for a graph build (git's hook
+                    // asks it), but it never passes an empty list off as the truth.
+                    let info = with_deps(file_info(&rec), root, &rec.path);
                     page.bytes += info.encoded_len() + 8;
                     page.changed.push((rec.path, info));
                     &page.changed[page.changed.len() - 1].0
