@@ -766,7 +766,15 @@ async fn a_read_only_database_is_named_as_such_and_can_still_be_exported() {
         )
     };
     let db = dirs.db.to_str().unwrap();
-    let socket = out_dir.join("wfdb.sock");
+    // The socket's folder must belong to the user the daemon runs as (the daemon refuses one
+    // another user could have made to intercept it).
+    let socket_dir = out_dir.join("sock");
+    std::fs::create_dir(&socket_dir).unwrap();
+    set(&socket_dir, 0o700);
+    if as_nobody {
+        std::os::unix::fs::chown(&socket_dir, Some(65534), Some(65534)).unwrap();
+    }
+    let socket = socket_dir.join("wfdb.sock");
     let (code, _, err) = run(&[
         "serve",
         g.root.to_str().unwrap(),
