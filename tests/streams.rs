@@ -504,5 +504,24 @@ async fn names_that_are_not_utf8_stay_apart_in_json_and_in_the_export() {
     let (code, out, err) = cli(&d.socket, &["--json", "import", export.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"files_ignored\":2"), "{out}");
+    // `wfdb file` takes a name as the system passes it, bytes and all, and finds that file
+    // (not its look-alike).
+    for (name, hex) in [
+        (&b"caf\xe9.txt"[..], "636166e92e747874"),
+        (b"caf\xe8.txt", "636166e82e747874"),
+    ] {
+        let o = std::process::Command::new(wfdb_bin())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["--json", "file"])
+            .arg(std::ffi::OsStr::from_bytes(name))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["path_bytes_hex"], hex, "{v}");
+        assert_eq!(v["sha256"].as_str().unwrap().len(), 64, "{v}");
+    }
     d.stop();
 }

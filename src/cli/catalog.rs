@@ -276,16 +276,25 @@ const PENDING: &str = "dependencies pending: the dependency graph is still being
 
 pub async fn file(
     channel: Channel,
-    path: String,
+    path: PathBuf,
     root: Option<String>,
     unsynced: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
+    // A name that is not UTF-8 goes as its exact bytes; any other as text (what every
+    // server version reads).
+    let (path, path_bytes) = match path.into_os_string().into_string() {
+        Ok(text) => (text, Vec::new()),
+        Err(raw) => {
+            use std::os::unix::ffi::OsStringExt;
+            (String::new(), raw.into_vec())
+        }
+    };
     let resp = CatalogClient::new(channel)
         .get_file(proto::GetFileRequest {
             root: root.unwrap_or_default(),
             path,
-            path_bytes: Vec::new(),
+            path_bytes,
             unsynced,
         })
         .await?

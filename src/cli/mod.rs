@@ -68,8 +68,8 @@ enum Command {
     Files(catalog::FilesArgs),
     /// Show one file's record.
     File {
-        /// Root-relative path.
-        path: String,
+        /// Root-relative path (any bytes the system allows in a name).
+        path: PathBuf,
         #[arg(long)]
         root: Option<String>,
         /// Answer at once, without proving earlier changes were applied or waiting for the
