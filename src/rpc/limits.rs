@@ -119,10 +119,11 @@ pub const STRUCT_DEPTH: Limit = Limit {
     value: 32,
     what: "levels of nested Struct/ListValue (JSON objects and arrays)",
 };
-/// A string inside a `Struct` (bytes); the session size limit bounds their sum.
+/// A string inside a `Struct` (bytes): as large as a whole session may be (a session's
+/// context may be one blob), and the session size limit bounds their sum.
 pub const STRUCT_STRING: Limit = Limit {
     name: "struct_string",
-    value: 1024 * 1024,
+    value: crate::registry::session::MAX_RESTORABLE_SESSION_BYTES as usize,
     what: "bytes in one string value inside a Struct",
 };
 /// Nesting of messages in one request (below the decoder's own recursion limit of 100, so
