@@ -6,8 +6,6 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::parse();
-    // Before any thread starts: freed memory should not stay in per-thread malloc arenas.
-    workflowdb::daemon::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

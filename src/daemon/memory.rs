@@ -1,8 +1,10 @@
 //! Giving memory back to the OS. glibc's malloc keeps what a thread freed in that thread's
 //! arena (by default up to eight arenas per core) and returns only the top of the main heap:
 //! after the parallel hashing of a cold index or a graph build, most of the freed memory
-//! stays resident for the life of the daemon. Two arenas and a trim once work has gone quiet
-//! bring the resident size back to what is live.
+//! stays resident for the life of the daemon. A trim of every arena once work has gone quiet
+//! brings the resident size back to what is live. (Capping the arenas at two saved another
+//! 13 MB settled but made the cold index 9 % slower, the hashing threads contending for the
+//! allocator: not worth it. BENCHMARKS.md has the A/B.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +15,6 @@ use tokio_util::sync::CancellationToken;
 /// How long after the last noted work the heap is trimmed: long enough that a burst of
 /// batches trims once, short enough that a settled daemon is small soon after.
 pub const QUIET: Duration = Duration::from_secs(1);
-
-/// Caps the number of malloc arenas, so memory freed by short-lived worker threads is not
-/// held in arenas of their own. Call before threads are started.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter of the allocator; any value is accepted.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
 
 /// Returns the free memory of every arena to the OS now (a few milliseconds on a large heap).
 pub fn trim() {
