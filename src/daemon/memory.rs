@@ -123,7 +123,6 @@ mod tests {
 
     #[test]
     fn trimming_is_safe_to_call_any_time() {
-        limit_arenas();
         let v: Vec<Vec<u8>> = (0..1000).map(|i| vec![0u8; 1024 + i]).collect();
         drop(v);
         trim();
