@@ -944,18 +944,8 @@ pub async fn run(ch: Channel, cmd: RunCmd, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keys of a session file: what `session restore` prints, so a restored session saves again.
-const SESSION_FILE_KEYS: &[&str] = &[
-    "session_id",
-    "timestamp",
-    "context_snapshot",
-    "agent_states",
-    "workflow_progress",
-    "learned_patterns",
-    "version",
-    "saved_at_ms",
-    "root_clocks",
-];
+/// Keys of a session file: the domain's list, so the CLI refuses what the daemon would.
+use workflowdb::registry::SESSION_FIELDS as SESSION_FILE_KEYS;
 
 fn session_from_json(id: &str, m: &Map<String, Value>) -> anyhow::Result<proto::Session> {
     if let Some(unknown) = m.keys().find(|k| !SESSION_FILE_KEYS.contains(&k.as_str())) {

@@ -34,7 +34,7 @@ pub use self::knowledge::{
 pub use self::run::{apply_outcome, expire_stale, Run, RunStatus, StepProgress, StepStatus};
 pub use self::session::{
     prune, RetentionPolicy, SessionVersion, SessionVersionMeta, DEFAULT_MAX_SESSION_BYTES,
-    MAX_RESTORABLE_SESSION_BYTES, MAX_SESSION_ID_LEN,
+    MAX_RESTORABLE_SESSION_BYTES, MAX_SESSION_ID_LEN, SESSION_FIELDS,
 };
 pub use self::workflow::{
     check_agent_removal, default_workflows, workflows_for_agent, Readiness, StatisticsCarry, Step,

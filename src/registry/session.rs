@@ -25,7 +25,9 @@ pub const MAX_RESTORABLE_SESSION_BYTES: u64 = 4 * 1024 * 1024 - 64 * 1024;
 /// The default configured session size limit: as large as every client can restore.
 pub const DEFAULT_MAX_SESSION_BYTES: u64 = MAX_RESTORABLE_SESSION_BYTES;
 
-const SESSION_FIELDS: &[&str] = &[
+/// The keys of a session in the original's shape (what `session restore` prints, so a
+/// restored session saves again); any other key is refused.
+pub const SESSION_FIELDS: &[&str] = &[
     "session_id",
     "timestamp",
     "context_snapshot",

@@ -74,6 +74,36 @@ fn store_status(e: crate::store::StoreError) -> Status {
     status_of(e.into())
 }
 
+/// What a `Changes`/`ChangesStream` request asks for, once its root is found and, unless
+/// unsynced, every earlier change is applied.
+struct ChangesAsked {
+    root: Arc<Root>,
+    /// This daemon's instance id.
+    instance: String,
+    since: u64,
+    /// The clock is another instance's: it cannot be answered exactly.
+    foreign: bool,
+    wanted: Wanted,
+}
+
+impl CatalogService {
+    async fn changes_asked(&self, req: &proto::ChangesRequest) -> Result<ChangesAsked, Status> {
+        let root = self.root(&req.root)?;
+        if !req.unsynced {
+            self.state.sync().await.map_err(status_of)?;
+        }
+        let instance = self.state.store.instance_id().to_string();
+        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
+        Ok(ChangesAsked {
+            root,
+            instance,
+            since: req.since_clock,
+            foreign,
+            wanted: Wanted::of(req),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl proto::catalog_server::Catalog for CatalogService {
     async fn get_file(
@@ -385,14 +415,13 @@ impl proto::catalog_server::Catalog for CatalogService {
         request: Request<proto::ChangesRequest>,
     ) -> Result<Response<proto::ChangesResponse>, Status> {
         let req = request.into_inner();
-        let root = self.root(&req.root)?;
-        if !req.unsynced {
-            self.state.sync().await.map_err(status_of)?;
-        }
-        let instance = self.state.store.instance_id().to_string();
-        let since = req.since_clock;
-        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let wanted = Wanted::of(&req);
+        let ChangesAsked {
+            root,
+            instance,
+            since,
+            foreign,
+            wanted,
+        } = self.changes_asked(&req).await?;
         let answer = tokio::task::spawn_blocking(move || {
             let mut walk = ChangesWalk::start(root, since, foreign, wanted)?;
             let page = walk.next_page(UNARY_CHANGES_BYTES, None)?;
@@ -425,14 +454,13 @@ impl proto::catalog_server::Catalog for CatalogService {
         request: Request<proto::ChangesRequest>,
     ) -> Result<Response<Self::ChangesStreamStream>, Status> {
         let req = request.into_inner();
-        let root = self.root(&req.root)?;
-        if !req.unsynced {
-            self.state.sync().await.map_err(status_of)?;
-        }
-        let instance = self.state.store.instance_id().to_string();
-        let since = req.since_clock;
-        let foreign = !req.instance_id.is_empty() && req.instance_id != instance;
-        let wanted = Wanted::of(&req);
+        let ChangesAsked {
+            root,
+            instance,
+            since,
+            foreign,
+            wanted,
+        } = self.changes_asked(&req).await?;
         let mut walk =
             tokio::task::spawn_blocking(move || ChangesWalk::start(root, since, foreign, wanted))
                 .await
