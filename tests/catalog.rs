@@ -446,7 +446,14 @@ async fn after_a_crash_the_restart_still_hashes_only_what_changed() {
     for i in 0..30 {
         write_old(&root.join(format!("f{i}.txt")), format!("v{i}").as_bytes());
     }
+    // A clean stop keeps the instance: clocks stay exact across it.
+    let d = start(&dirs, &[root.as_os_str()]).await;
+    let clean = d.changes(0, "").await;
+    assert!(d.stop().success());
     let mut d = start(&dirs, &[root.as_os_str()]).await;
+    let before = d.changes(clean.clock, &clean.instance_id).await;
+    assert_eq!(before.instance_id, clean.instance_id);
+    assert!(!before.fresh_instance);
     // kill -9: no clean shutdown, no record-heads snapshot; the records themselves are read.
     d.child.kill().unwrap();
     d.child.wait().unwrap();
@@ -467,5 +474,11 @@ async fn after_a_crash_the_restart_still_hashes_only_what_changed() {
         "{scan:?}"
     );
     assert_catalog_matches_disk(&d, &root, &[]).await;
+    // Clocks answered in the last second before a crash may never have reached the disk and
+    // could be handed out again: after an unclean stop the instance is new, so a client
+    // holding an old clock starts over instead of getting a list missing changes.
+    let after = d.changes(before.clock, &before.instance_id).await;
+    assert_ne!(after.instance_id, before.instance_id);
+    assert!(after.fresh_instance);
     assert!(d.stop().success());
 }

@@ -671,6 +671,21 @@ pub async fn serve(mut opts: ServeOptions, frontend: Box<dyn Frontend>) -> Resul
     listen::prepare_socket_dir(&opts.socket)?;
     let t_open = Instant::now();
     let mut store = Store::open(&opts.db, opts.cache_bytes)?;
+    let unclean = recovery::previous_run_unclean_then_mark(&opts.db).map_err(|e| {
+        DaemonError::Internal(format!(
+            "cannot mark the database {} as in use: {e}",
+            opts.db.display()
+        ))
+    })?;
+    if unclean {
+        // Clocks answered in the last second before the stop may never have reached the disk:
+        // a client holding one must start over rather than get a list missing changes.
+        store.renew_instance_id()?;
+        tracing::warn!(
+            instance = store.instance_id(),
+            "the previous daemon did not stop cleanly (crash, kill or power loss): new instance id, clients start over from a full listing"
+        );
+    }
     if recovery::take_restart_mark(&opts.db) {
         // Batches answered before the store failed may never have reached the disk: clocks
         // of the old instance cannot be answered exactly.
@@ -776,6 +791,7 @@ pub async fn serve(mut opts: ServeOptions, frontend: Box<dyn Frontend>) -> Resul
     progress_reporter.abort();
     if state.shutdown.is_cancelled() {
         state.store.flush()?;
+        recovery::clear_running_mark(&opts.db);
         tracing::info!("stopped during start-up");
         return Ok(());
     }
@@ -846,6 +862,7 @@ pub async fn serve(mut opts: ServeOptions, frontend: Box<dyn Frontend>) -> Resul
         }
     }
     state.store.flush()?;
+    recovery::clear_running_mark(&opts.db);
     tracing::info!("stopped");
     Ok(())
 }

@@ -148,6 +148,30 @@ fn mark_restart(dir: &Path) {
     }
 }
 
+/// Present while a daemon runs on the database; removed after the final flush of a clean stop.
+const RUNNING_MARK: &str = "wfdb-running";
+
+/// Whether the previous daemon on this database stopped without its final flush (a crash,
+/// SIGKILL, power loss); then marks this one as running. Catalog batches are flushed up to a
+/// second after they are answered, so clocks answered in that second may be missing from
+/// the disk and be handed out again for other changes: the caller takes a new instance id.
+pub fn previous_run_unclean_then_mark(dir: &Path) -> std::io::Result<bool> {
+    let mark = dir.join(RUNNING_MARK);
+    let unclean = mark.exists();
+    let file = std::fs::File::create(&mark)?;
+    file.sync_all()?;
+    // The mark's name must be durable too, or a crash could lose it.
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(unclean)
+}
+
+/// Says the daemon stopped cleanly (everything flushed): the next start keeps the instance.
+pub fn clear_running_mark(dir: &Path) {
+    if let Err(e) = std::fs::remove_file(dir.join(RUNNING_MARK)) {
+        tracing::warn!(error = %e, "cannot remove the running mark; the next start will take a new instance id");
+    }
+}
+
 /// Whether the previous daemon stopped on a store failure; the mark is consumed.
 pub fn take_restart_mark(dir: &Path) -> bool {
     std::fs::remove_file(dir.join(RESTART_MARK)).is_ok()
