@@ -119,21 +119,8 @@ impl SmallDisk {
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dirs.tmp.path().join(format!("daemon-ns-{n}.log"));
         let mut cmd = self.command(common::wfdb_bin().as_os_str());
-        cmd.arg("serve")
-            .arg(root)
-            .arg("--db")
-            .arg(&dirs.db)
-            .arg("--socket")
-            .arg(&dirs.socket)
-            .env("RUST_LOG", "info")
-            .env("XDG_CONFIG_HOME", dirs.tmp.path())
-            .env_remove("WFDB_CONFIG")
-            .env_remove("INVOCATION_ID")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        cmd.arg("serve").arg(root);
+        common::serve_in(&mut cmd, dirs, &log);
         let mut d = Daemon {
             child: cmd.spawn().unwrap(),
             socket: dirs.socket.clone(),

@@ -179,22 +179,9 @@ enum Started {
 /// Starts a daemon on `dirs` that may refuse to start.
 async fn try_start(dirs: &Dirs, root: &Path) -> Started {
     let log = dirs.tmp.path().join("try.log");
-    let mut child = Command::new(wfdb_bin())
-        .arg("serve")
-        .arg(root)
-        .arg("--db")
-        .arg(&dirs.db)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .env("RUST_LOG", "info")
-        .env("XDG_CONFIG_HOME", dirs.tmp.path())
-        .env_remove("WFDB_CONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(wfdb_bin());
+    cmd.arg("serve").arg(root);
+    let mut child = serve_in(&mut cmd, dirs, &log).spawn().unwrap();
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

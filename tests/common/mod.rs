@@ -59,6 +59,24 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 
+/// Gives a `wfdb serve …` command the test's database and socket, an environment no setting
+/// of the machine's user or of systemd can reach, and `log` for its standard error.
+pub fn serve_in<'a>(cmd: &'a mut Command, dirs: &Dirs, log: &Path) -> &'a mut Command {
+    cmd.arg("--db")
+        .arg(&dirs.db)
+        .arg("--socket")
+        .arg(&dirs.socket)
+        .env("RUST_LOG", "info")
+        .env("XDG_CONFIG_HOME", dirs.tmp.path())
+        .env_remove("WFDB_CONFIG")
+        .env_remove("INVOCATION_ID")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+}
+
 /// Starts `wfdb serve` with `args` and waits until its socket answers.
 pub async fn start(dirs: &Dirs, args: &[&std::ffi::OsStr]) -> Daemon {
     start_with(dirs, args, |_| {}).await
@@ -74,22 +92,8 @@ pub async fn start_with(
     let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = dirs.tmp.path().join(format!("daemon-{n}.log"));
     let mut cmd = Command::new(wfdb_bin());
-    cmd.arg("serve")
-        .args(args)
-        .arg("--db")
-        .arg(&dirs.db)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .env("RUST_LOG", "info")
-        // No configuration file of the machine's user may change what a test runs.
-        .env("XDG_CONFIG_HOME", dirs.tmp.path())
-        .env_remove("WFDB_CONFIG")
-        .env_remove("INVOCATION_ID")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
+    cmd.arg("serve").args(args);
+    serve_in(&mut cmd, dirs, &log);
     adjust(&mut cmd);
     let child = cmd.spawn().unwrap();
     let mut d = Daemon {
