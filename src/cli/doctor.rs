@@ -326,7 +326,9 @@ pub fn socket_check(path: &Path, facts: &SocketFacts, my_uid: u32) -> Check {
             found.add(
                 Level::Fail,
                 format!(
-                    "its folder {dir_shown} (mode {dir_mode:04o}) is writable by other users,                      who could put their own socket there: the daemon refuses it and wfdb will                      not connect"
+                    "its folder {dir_shown} (mode {dir_mode:04o}) is writable by other users, \
+                     who could put their own socket there: the daemon refuses it and wfdb will \
+                     not connect"
                 ),
                 &[format!("`chmod go-w {dir_shown}`"), private],
             );

@@ -239,7 +239,9 @@ fn exit_status() -> Vec<Entry> {
         ),
         item(
             exit::RESTART.to_string(),
-            "`wfdb serve` only: the database failed a write (a full disk, say), the folder              takes writes again, but the store cannot recover without being opened anew.              Start it again (systemd's `Restart=on-failure` does).",
+            "`wfdb serve` only: the database failed a write (a full disk, say), the folder \
+             takes writes again, but the store cannot recover without being opened anew. \
+             Start it again (systemd's `Restart=on-failure` does).",
         ),
     ]
 }
