@@ -565,7 +565,7 @@ mod tests {
                 key.name
             );
             if key.is_file_only() {
-                assert!(key.flag.is_empty() && key.env.is_empty(), "{}", key.name);
+                assert!(key.env.is_empty(), "{}", key.name);
                 continue;
             }
             assert_eq!(

@@ -677,22 +677,20 @@ pub async fn serve(mut opts: ServeOptions, frontend: Box<dyn Frontend>) -> Resul
             opts.db.display()
         ))
     })?;
-    if unclean {
-        // Clocks answered in the last second before the stop may never have reached the disk:
-        // a client holding one must start over rather than get a list missing changes.
+    // Clocks answered before either kind of stop may never have reached the disk (catalog
+    // batches are flushed up to a second later; a failed store kept nothing): a client
+    // holding one must start over from a full listing, never get a list missing changes.
+    let failed = recovery::take_restart_mark(&opts.db);
+    if unclean || failed {
         store.renew_instance_id()?;
         tracing::warn!(
             instance = store.instance_id(),
-            "the previous daemon did not stop cleanly (crash, kill or power loss): new instance id, clients start over from a full listing"
-        );
-    }
-    if recovery::take_restart_mark(&opts.db) {
-        // Batches answered before the store failed may never have reached the disk: clocks
-        // of the old instance cannot be answered exactly.
-        store.renew_instance_id()?;
-        tracing::warn!(
-            instance = store.instance_id(),
-            "the previous daemon stopped on a database failure: new instance id, clients start over from a full listing"
+            cause = if failed {
+                "the previous daemon stopped on a database failure"
+            } else {
+                "the previous daemon did not stop cleanly (crash, kill or power loss)"
+            },
+            "new instance id: clients start over from a full listing"
         );
     }
     tracing::debug!(ms = t_open.elapsed().as_millis() as u64, db = %opts.db.display(), "database opened");

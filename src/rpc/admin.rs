@@ -105,7 +105,7 @@ impl proto::admin_server::Admin for AdminService {
         let started = std::time::Instant::now();
         let report = tokio::task::spawn_blocking(move || state.store.verify(depth))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::panics::join_status("admin", e))?
             .map_err(|e| status_of(e.into()))?;
         Ok(Response::new(proto::VerifyResponse {
             findings: report.findings.iter().map(ToString::to_string).collect(),

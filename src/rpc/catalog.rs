@@ -431,7 +431,7 @@ impl proto::catalog_server::Catalog for CatalogService {
             Ok(Ok(walk.response(page, true)))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| super::panics::join_status("catalog", e))?
         .map_err(store_status)?;
         match answer {
             Ok(answer) => Ok(Response::new(proto::ChangesResponse {
@@ -464,7 +464,7 @@ impl proto::catalog_server::Catalog for CatalogService {
         let mut walk =
             tokio::task::spawn_blocking(move || ChangesWalk::start(root, since, foreign, wanted))
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| super::panics::join_status("catalog", e))?
                 .map_err(store_status)?;
         // Two pages queued at most: a reader that stops reading stops the walk.
         let (tx, rx) = mpsc::channel(2);

@@ -167,7 +167,7 @@ impl proto::graph_server::Graph for GraphService {
                     "clock {since} is from instance {}, this database is instance {instance} \
                      (rebuilt or repaired since): take a new clock with `wfdb clock`, or name \
                      the changed paths",
-                    req.instance_id
+                    crate::quote::short(&req.instance_id)
                 )));
             }
             let r = Arc::clone(&root);

@@ -37,9 +37,9 @@ fn session_of_file(
         }
         (Some(serde_json::Value::String(file)), Some(id)) if *file != id => {
             return Err(Status::invalid_argument(format!(
-                "the session file's session_id {:?} differs from {:?}",
-                short(file),
-                short(&id)
+                "the session file's session_id {} differs from {}",
+                crate::quote::short(file),
+                crate::quote::short(&id)
             )));
         }
         _ => {}
@@ -56,14 +56,6 @@ fn session_of_file(
     s.workflow_progress_json = parsed.workflow_progress_json;
     s.learned_patterns = parsed.learned_patterns;
     Ok(s)
-}
-
-/// At most the first 64 characters of a value quoted in an error.
-fn short(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
 }
 
 /// A version's meta as served.
@@ -116,7 +108,10 @@ fn settings_proto(s: &RegistrySettings) -> proto::SessionSettings {
 fn unknown_session(id: &str, version: Option<u64>) -> RegistryStoreError {
     RegistryStoreError::NotFound(match version {
         Some(v) => {
-            format!("session {id:?} has no version {v}; `wfdb session history {id}` lists them")
+            format!(
+                "session {} has no version {v}; `wfdb session history` lists them",
+                crate::quote::short(id)
+            )
         }
         None => format!(
             "no session {}; `wfdb session list` shows the sessions",
@@ -163,10 +158,10 @@ impl proto::sessions_server::Sessions for SessionsService {
         }) as u64;
         if restored > MAX_RESTORABLE_SESSION_BYTES {
             return Err(Status::resource_exhausted(format!(
-                "session {:?} would be restored as a {restored}-byte message, above the \
+                "session {} would be restored as a {restored}-byte message, above the \
                  {MAX_RESTORABLE_SESSION_BYTES} bytes a session may take (stock gRPC clients \
                  read at most 4 MiB in one message): split it, or keep large blobs in files",
-                short(&s.session_id)
+                crate::quote::short(&s.session_id)
             )));
         }
         let (meta, pruned, clocks) = self

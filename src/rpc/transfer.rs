@@ -178,7 +178,7 @@ pub async fn dependency_cycles(state: &DaemonState) -> Result<Vec<Vec<String>>, 
         let r = Arc::clone(&root);
         let graph = tokio::task::spawn_blocking(move || r.graph.snapshot(&r.store))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::panics::join_status("transfer", e))?
             .map_err(status_of)?
             .ok_or_else(|| {
                 status_of(DaemonError::GraphBuilding(

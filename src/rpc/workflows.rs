@@ -134,7 +134,8 @@ pub fn run_proto(r: &Run) -> proto::Run {
 fn unknown_workflow(id: &str, version: Option<u64>) -> RegistryStoreError {
     RegistryStoreError::NotFound(match version {
         Some(v) => {
-            format!("workflow {id:?} has no version {v}; `wfdb workflow versions {id}` lists them")
+            let id = crate::quote::short(id);
+            format!("workflow {id} has no version {v}; `wfdb workflow versions` lists them")
         }
         None => format!(
             "no workflow {}; `wfdb workflow list` shows the workflows",

@@ -289,7 +289,8 @@ pub(crate) fn verify(db: &sled::Db, depth: Depth) -> (Vec<Finding>, u64) {
 
 /// A key as a person can read it.
 fn show_key(key: &[u8]) -> String {
-    String::from_utf8_lossy(key).escape_debug().to_string()
+    // A key holds a file path (up to the file system's limit): a finding quotes a prefix.
+    crate::quote::short_bytes(key)
 }
 
 /// Decodes one entry as the tree it is in says it should be.

@@ -219,11 +219,6 @@ impl Store {
         integrity::remove_reports(dir)
     }
 
-    /// Damage reports of a database no daemon has open.
-    pub fn damage_reports_offline(dir: &Path) -> Vec<DamageReport> {
-        integrity::read_reports(dir)
-    }
-
     /// Checks the database in `dir` without creating one (`Ok(None)` when there is none):
     /// takes the lock, checks the schema version and that the metadata and every root's
     /// bookkeeping decode, and releases the lock before returning.

@@ -103,7 +103,7 @@ pub(super) fn drop_unreadable(db: &sled::Db) -> std::result::Result<Vec<String>,
             dropped.push(format!(
                 "{} {}",
                 String::from_utf8_lossy(&name),
-                String::from_utf8_lossy(&key).escape_debug()
+                crate::quote::short_bytes(&key)
             ));
         }
     }
