@@ -951,7 +951,7 @@ fn session_from_json(id: &str, m: &Map<String, Value>) -> anyhow::Result<proto::
     if let Some(unknown) = m.keys().find(|k| !SESSION_FILE_KEYS.contains(&k.as_str())) {
         return Err(tonic::Status::invalid_argument(format!(
             "{}: unknown session field; the fields are {}",
-            unknown.chars().take(64).collect::<String>(),
+            workflowdb::quote::short(unknown),
             SESSION_FILE_KEYS.join(", ")
         ))
         .into());
@@ -966,7 +966,9 @@ fn session_from_json(id: &str, m: &Map<String, Value>) -> anyhow::Result<proto::
     if let Some(other) = m.get("session_id").and_then(Value::as_str) {
         anyhow::ensure!(
             other == id,
-            "the file's session_id {other:?} differs from {id:?}"
+            "the file's session_id {} differs from {}",
+            workflowdb::quote::short(other),
+            workflowdb::quote::short(id)
         );
     }
     let patterns = match m.get("learned_patterns") {

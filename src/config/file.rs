@@ -340,7 +340,7 @@ mod tests {
             "uid 1001: read; gid 100: read, write"
         );
         for (text, wanted) in [
-            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"root\"] }]\n", "unknown scope `root`"),
+            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"root\"] }]\n", "unknown scope \"root\""),
             ("[access]\nlocal_users = [{ uid = 1, scopes = [] }]\n", "must name at least one"),
             ("[access]\nlocal_users = [{ uid = -1, scopes = [\"read\"] }]\n", "`uid` must be in 0..=4294967295"),
             ("[access]\nlocal_users = [{ uid = 4294967296, scopes = [\"read\"] }]\n", "`uid` must be in"),
@@ -349,10 +349,10 @@ mod tests {
             ("[access]\nlocal_users = [{ scopes = [\"read\"] }]\n", "needs a `uid` or a `gid`"),
             ("[access]\nlocal_users = [{ uid = 1 }]\n", "needs `scopes`"),
             ("[access]\nlocal_users = [{ uid = 1, scopes = \"read\" }]\n", "`scopes` must be an array"),
-            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"read\"], user = \"x\" }]\n", "unknown field `user`"),
+            ("[access]\nlocal_users = [{ uid = 1, scopes = [\"read\"], user = \"x\" }]\n", "unknown field \"user\""),
             ("[access]\nlocal_users = [1]\n", "entry 1: expected a table"),
             ("[access]\nlocal_users = { uid = 1 }\n", "expected an array of tables"),
-            ("[access]\ntokens = [{ name = \"ci\", token = \"s3cret\", scopes = [\"read\"] }]\n", "unknown field `token`"),
+            ("[access]\ntokens = [{ name = \"ci\", token = \"s3cret\", scopes = [\"read\"] }]\n", "unknown field \"token\""),
             ("[access]\ntokens = [{ name = \"ci\", scopes = [\"read\"] }]\n", "needs a `file`"),
             ("[access]\ntokens = [{ file = \"t\", scopes = [\"read\"] }]\n", "needs a `name`"),
             ("[access]\ntokens = [{ name = \"a b\", file = \"t\", scopes = [\"read\"] }]\n", "`name` must be"),

@@ -362,7 +362,8 @@ fn table_fields<'v>(
         let name = k.get_ref().to_string();
         if !known.contains(&name.as_str()) {
             return Err(format!(
-                "unknown field `{name}` (known: {})",
+                "unknown field {} (known: {})",
+                crate::quote::short(&name),
                 known.join(", ")
             ));
         }
@@ -393,8 +394,11 @@ fn parse_scopes(v: &toml::de::DeValue<'_>) -> Result<Scopes, String> {
             DeValue::String(s) => match Scope::parse(s) {
                 Some(scope) => scopes = scopes.with(scope),
                 None => {
-                    let shown: String = s.chars().take(40).collect();
-                    return Err(format!("unknown scope `{shown}` (known: {})", known()));
+                    return Err(format!(
+                        "unknown scope {} (known: {})",
+                        crate::quote::short(s),
+                        known()
+                    ));
                 }
             },
             other => {
@@ -422,7 +426,12 @@ fn parse_id(name: &str, v: &toml::de::DeValue<'_>) -> Result<u32, String> {
     i64::from_str_radix(i.as_str(), i.radix())
         .ok()
         .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| format!("`{name}` must be in 0..=4294967295, got {}", i.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "`{name}` must be in 0..=4294967295, got {}",
+                crate::quote::short(i.as_str())
+            )
+        })
 }
 
 fn parse_local_grant(v: &toml::de::DeValue<'_>) -> Result<LocalGrant, String> {
